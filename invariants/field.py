@@ -1,0 +1,184 @@
+"""The loss-normalised gradient field of GF and its exact Jacobian.
+
+For margins q_i(theta) the GF velocity is -grad L = sum_i -l'(q_i) grad q_i. Dividing by
+the positive scalar sum_i -l'(q_i) changes the speed, not the path, and leaves
+F(theta) = J(theta)^T p with p = softmax(log(-l'(q))): bounded, and computable far past
+the point where L itself underflows.
+
+Homogeneity splits theta = e^s phi. Margins scale as q(theta) = e^{m s} q(phi) and
+gradients as e^{(m-1) s}, so along the path, with s = log||theta|| as the clock,
+
+    d phi / d s = ||phi||^2 G / (phi . G) - phi,   G = J(phi)^T p(e^{m s} q(phi)),
+
+which keeps ||phi|| constant and needs no number larger than the margins' exponent
+e^{m s} q(phi). That exponent is what makes the far regime stiff: margin gaps relax at a
+rate proportional to it. `Field.log_norm_jacobian` gives an implicit integrator the
+Jacobian it needs, with the stiff part exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import expit
+
+from invariants.ldp import least_distance
+from invariants.losses import loss_weights
+from invariants.networks import Network
+
+__all__ = ["Field", "StationaryPointError", "KinkSlidingError", "find_kink"]
+
+# A margin further than this above the smallest, in units of q(theta), carries a loss
+# weight below e^-36 ~ 2e-16 relative: invisible in double precision.
+BOUNDARY_LAYER = 36.0
+# Active margins drift apart by the integrator's error (rtol 1e-10 per step, growing
+# over a run); a member leaves the active set only beyond this relative gap.
+LEAVE_TOL = 1e-6
+
+
+class StationaryPointError(RuntimeError):
+    """GF does not move: the loss-weighted gradient is exactly zero."""
+
+
+class KinkSlidingError(RuntimeError):
+    """GF slides along a ReLU kink (a pre-activation held at zero), which the
+    simulator does not integrate yet."""
+
+
+def find_kink(network: Network, theta: np.ndarray, X: np.ndarray, rel_tol=1e-6):
+    """(layer, neuron, sample, relative size) of the pre-activation closest to zero,
+    relative to ||incoming weights|| ||layer input||, if below rel_tol; else None."""
+    if network.activation != "relu" or network.depth < 2:
+        return None
+    Ws = network.weight_matrices(theta)
+    fwd = network.forward(theta, X)
+    H = X
+    best = None
+    for l, (W, Z) in enumerate(zip(Ws[:-1], fwd.preactivations[:-1]), start=1):
+        scale = np.outer(np.linalg.norm(H, axis=1), np.linalg.norm(W, axis=1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(scale > 0, np.abs(Z) / scale, np.inf)
+        i, a = np.unravel_index(np.argmin(rel), rel.shape)
+        if rel[i, a] < rel_tol and (best is None or rel[i, a] < best[3]):
+            best = (l, int(a), int(i), float(rel[i, a]))
+        H = np.maximum(Z, 0.0)
+    return best
+
+
+class Field:
+    """Margins, their Jacobian and the GF field of one case, with evaluation counts."""
+
+    def __init__(self, network: Network, X: np.ndarray, y: np.ndarray, loss: str):
+        self.network = network
+        self.X = X
+        self.y = y
+        self.loss = loss
+        self.m = network.depth
+        self.jacobian_evaluations = 0
+        self.last_point = None
+
+    def margins_and_jacobian(self, theta: np.ndarray):
+        self.jacobian_evaluations += 1
+        self.last_point = theta
+        return self.network.unchecked_margin_jacobian(theta, self.X, self.y)
+
+    # -- arc-length clock, for the fitting phase ---------------------------------------
+
+    def unit_velocity(self, theta: np.ndarray) -> np.ndarray:
+        """F / ||F||: GF's path traced at unit speed."""
+        q, J = self.margins_and_jacobian(theta)
+        F = J.T @ loss_weights(q, self.loss)
+        norm = np.linalg.norm(F)
+        if norm == 0.0 or not np.isfinite(norm):
+            raise StationaryPointError(
+                f"the gradient of the loss is {norm} at ||theta|| = "
+                f"{np.linalg.norm(theta):.6g}: GF cannot move from here (zero "
+                "initialisation, or every ReLU path to the output inactive)"
+            )
+        return F / norm
+
+    # -- log-norm clock, for the far regime ------------------------------------------
+
+    def sharpness(self, s: float, s_cap: float) -> float:
+        """The factor e^{m s} that turns q(phi) into q(theta), held at e^{m s_cap}
+        beyond s_cap (see `flow` for why and how much that moves the path)."""
+        return float(np.exp(self.m * min(s, s_cap)))
+
+    def _weights(self, q_phi, K):
+        z = K * q_phi
+        return loss_weights(z, self.loss), z
+
+    def log_norm_velocity(self, s: float, phi: np.ndarray, s_cap: float) -> np.ndarray:
+        q, J = self.margins_and_jacobian(phi)
+        p, _ = self._weights(q, self.sharpness(s, s_cap))
+        G = J.T @ p
+        return (phi @ phi) / (phi @ G) * G - phi
+
+    def log_norm_jacobian(self, s: float, phi: np.ndarray, s_cap: float) -> np.ndarray:
+        """d(velocity)/d(phi). The stiff term K J^T (diag p - p p^T) diag(a') J is
+        exact; the curvature term sum_i p_i Hess q_i, of order one, is a forward
+        difference of J^T p with p frozen."""
+        K = self.sharpness(s, s_cap)
+        q, J = self.margins_and_jacobian(phi)
+        p, z = self._weights(q, K)
+        G = J.T @ p
+        P = phi.size
+
+        slope = -expit(z) if self.loss == "logistic" else -np.ones_like(z)
+        dp = (np.diag(p) - np.outer(p, p)) @ ((K * slope)[:, None] * J)
+        dG = J.T @ dp
+
+        h = 1e-7 * max(1.0, float(np.linalg.norm(phi)))
+        for k in range(P):
+            shifted = phi.copy()
+            shifted[k] += h
+            _, Jk = self.margins_and_jacobian(shifted)
+            dG[:, k] += (Jk.T @ p - G) / h
+
+        a = phi @ G
+        c = (phi @ phi) / a
+        dc = 2.0 * phi / a - (phi @ phi) / a**2 * (G + dG.T @ phi)
+        return c * dG + np.outer(G, dc) - np.eye(P)
+
+    # -- the sliding limit, for the farthest regime ---------------------------------
+
+    def active_set(self, s, q_phi, rel_tol, previous=None) -> np.ndarray:
+        """Margins whose loss weight is not negligible.
+
+        A margin joins when it is within twice the boundary layer of the smallest
+        (in units of q(theta): BOUNDARY_LAYER e^{-m s} in units of q(phi)), or within
+        rel_tol relative once that is finer than rounding. A member of `previous`
+        stays while within LEAVE_TOL relative: integration error alone must not
+        split margins that slide together, and the factor two keeps a margin that
+        an event just brought to the layer's edge from being turned away.
+        """
+        q_min = float(np.min(q_phi))
+        gap = q_phi - q_min
+        inside = gap <= 2.0 * self.layer_width(s, q_min, rel_tol)
+        if previous is not None and previous.size:
+            keep = np.zeros_like(inside)
+            keep[previous] = gap[previous] <= LEAVE_TOL * abs(q_min)
+            inside |= keep
+        return np.flatnonzero(inside)
+
+    def layer_width(self, s: float, q_min: float, rel_tol: float) -> float:
+        return max(BOUNDARY_LAYER * math.exp(-self.m * s), rel_tol * abs(q_min))
+
+    def sliding_velocity(self, phi: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """The field in the limit of infinite sharpness, on the active set `active`.
+
+        The weights saturate into a hard minimum and the flow slides along the surface
+        where the smallest margins stay equal. Equal growth of the active margins,
+        g_i . G equal for i with weight > 0 and >= for the rest, characterises G as
+        the minimal-norm point of conv{g_i : i active}, which is the least-distance
+        point of {d : g_i . d >= c} up to scale; only the direction of G matters here.
+        """
+        q, J = self.margins_and_jacobian(phi)
+        # phi itself meets g_i . d >= m q_min (Euler's identity g_i . phi = m q_i), so
+        # this right-hand side keeps the problem feasible and ||d|| <= ||phi||.
+        q_min = float(np.min(q[active]))
+        if not q_min > 0:
+            raise FloatingPointError(f"active margins must stay positive, got {q_min}")
+        G = least_distance(J[active], np.full(active.size, self.m * q_min)).d
+        return (phi @ phi) / (phi @ G) * G - phi

@@ -1,0 +1,375 @@
+"""Gradient flow along its exact path, out to ||theta|| = 1e8 and beyond.
+
+GF's direction converges like 1/log t, so the simulator never uses t. It traces the
+same curve with two clocks, each a positive change of time:
+
+1. Fitting: arc length, theta' = F / ||F||, with an explicit adaptive Runge-Kutta
+   method (DOP853), until the loss falls below the threshold of Theorem 2.1. Nothing
+   is stiff while the loss is of order one; the event is located on the dense output.
+2. Far regime: s = log||theta|| with theta = e^s phi (see `invariants.field`). The
+   margins' exponent e^{m s} q(phi) grows without bound and makes the system stiff;
+   an L-stable collocation method (Radau IIA, order 5) with the field's exact stiff
+   Jacobian takes steps set by the slow motion of the direction, not by the fast
+   relaxation of margin gaps.
+
+Sharpness cap. Once the smallest margin of theta exceeds `margin_cap` (1e10 by
+default), p = softmax(-e^{ms} q(phi)) can no longer be formed meaningfully in double
+precision: margin gaps of order 1/e^{ms} are below the rounding of q(phi). Beyond that
+point the field is held at the sharpness it had there. On the attracting sliding
+surface of the far regime the gaps are O(1/sharpness), so holding it moves the
+direction by O(1/margin_cap) relative; `tests/test_flow.py` measures that the limit
+does not move when the cap changes by a factor of 100.
+
+Checkpoints are recorded at every accepted step of the fitting phase (thinned to at
+most `max_fit_checkpoints`) and at `checkpoints_per_e` points per unit of log||theta||
+in the far regime, so memory grows like log||theta_final||.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from invariants.casefile import Case
+from invariants.field import (
+    Field,
+    KinkSlidingError,
+    StationaryPointError,
+    find_kink,
+)
+from invariants.losses import log_loss, log_loss_threshold
+from invariants.networks import Network
+from invariants.validation import check_dataset, check_loss, check_theta
+
+__all__ = [
+    "Trajectory",
+    "gradient_flow",
+    "simulate",
+    "FlowError",
+    "KinkSlidingError",
+    "StationaryPointError",
+]
+
+log = logging.getLogger(__name__)
+
+
+class FlowError(RuntimeError):
+    """The simulator could not follow GF to the requested point; the message says why
+    and what was reached."""
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """Checkpoints of one GF path and its limit candidate.
+
+    `thetas[k]` is theta at checkpoint k, `log_norms[k]` = log||theta||, `phase[k]` is
+    "fit" or "far". The last checkpoint is the final point. `theta_tilde` rescales the
+    final direction so that its smallest margin is exactly 1.
+    """
+
+    network: Network
+    X: np.ndarray
+    y: np.ndarray
+    loss: str
+    thetas: np.ndarray
+    log_norms: np.ndarray
+    phase: tuple[str, ...]
+    direction: np.ndarray
+    log_norm: float
+    theta_tilde: np.ndarray
+    jacobian_evaluations: int
+    steps: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def theta_final(self) -> np.ndarray:
+        return self.thetas[-1]
+
+    @property
+    def norm_squared(self) -> float:
+        """||theta_tilde||^2, the value of Problem 2 at the limit candidate."""
+        return float(self.theta_tilde @ self.theta_tilde)
+
+    def normalized_margins(self) -> np.ndarray:
+        """min_i q_i / ||theta||^m at every checkpoint (non-decreasing along GF far
+        out, by Lyu and Li)."""
+        m = self.network.depth
+        out = []
+        for phi in self.directions():
+            out.append(float(np.min(self.network.margins(phi, self.X, self.y))))
+        return np.asarray(out) if m else np.asarray(out)
+
+    def directions(self) -> np.ndarray:
+        norms = np.linalg.norm(self.thetas, axis=1, keepdims=True)
+        return self.thetas / norms
+
+    def log_losses(self) -> np.ndarray:
+        """log L at every checkpoint, from the direction and log-norm (no overflow)."""
+        m = self.network.depth
+        out = []
+        for phi, s in zip(self.directions(), self.log_norms):
+            q = self.network.margins(phi, self.X, self.y) * math.exp(m * s)
+            out.append(log_loss(q, self.loss))
+        return np.asarray(out)
+
+
+def gradient_flow(
+    network: Network,
+    X,
+    y,
+    theta0,
+    loss: str = "exponential",
+    *,
+    target_norm: float = 1e8,
+    rtol: float = 1e-10,
+    sliding_margin: float = 1e6,
+    active_tol: float = 1e-12,
+    checkpoints_per_e: int = 4,
+    max_fit_length: float | None = None,
+    max_evaluations: int = 50_000,
+    max_fit_checkpoints: int = 200,
+) -> Trajectory:
+    """Follow GF, d theta/dt = -grad L(theta), from theta0 until ||theta|| = target_norm.
+
+    Raises `StationaryPointError` if GF cannot move from theta0, and `FlowError` if the
+    loss does not fall below the threshold of Theorem 2.1 within `max_fit_length` of
+    arc length (default 100 (1 + ||theta0||)) or the evaluation budget runs out.
+    """
+    X, y = check_dataset(X, y, network.input_dim)
+    theta0 = check_theta(theta0, network.num_parameters, "theta0")
+    check_loss(loss)
+    if not (target_norm > 0 and math.isfinite(target_norm)):
+        raise ValueError(f"target_norm={target_norm!r} must be positive and finite")
+    if not (0 < rtol < 1e-2):
+        raise ValueError(f"rtol={rtol!r} must be in (0, 1e-2)")
+    if not sliding_margin > 1:
+        raise ValueError(f"sliding_margin={sliding_margin!r} must be > 1")
+    started = time.perf_counter()
+    fld = Field(network, X, y, loss)
+    budget = _Budget(fld, max_evaluations)
+
+    try:
+        return _run(fld, network, X, y, theta0, loss, target_norm, rtol,
+                    sliding_margin, active_tol, checkpoints_per_e, max_fit_length,
+                    max_fit_checkpoints, budget, started)
+    except FlowError as exc:
+        # Step collapse is what an attracting ReLU kink looks like to an integrator
+        # that steps across it: name the kink, since that is the actionable cause.
+        kink = None if fld.last_point is None else find_kink(network, fld.last_point, X)
+        if kink is None:
+            raise
+        l, a, i, rel = kink
+        raise KinkSlidingError(
+            f"{exc}. Cause: GF slides along a ReLU kink: the input to neuron {a} of "
+            f"layer {l} on sample {i} stays at zero (|z| = {rel:.2g} relative). "
+            "Filippov sliding on kinks is not integrated yet (known limitation)"
+        ) from exc
+
+
+def _run(fld, network, X, y, theta0, loss, target_norm, rtol, sliding_margin,
+         active_tol, checkpoints_per_e, max_fit_length, max_fit_checkpoints, budget,
+         started):
+    # 1. Fit: arc-length clock until the loss threshold.
+    fit_thetas, fit_steps = _fit(fld, theta0, loss, rtol, max_fit_length, budget)
+    fit_thetas = _thin(fit_thetas, max_fit_checkpoints)
+    theta_fit = fit_thetas[-1]
+    s0 = float(np.log(np.linalg.norm(theta_fit)))
+    s_target = float(np.log(target_norm))
+    log.info("fit phase done: ||theta|| = %.4g after %d steps", math.exp(s0), fit_steps)
+
+    # 2. Far regime: log-norm clock.
+    phi0 = theta_fit / np.linalg.norm(theta_fit)
+    if s_target > s0:
+        far_s, far_phi, far_steps = _far(fld, phi0, s0, s_target, sliding_margin,
+                                         rtol, checkpoints_per_e, active_tol, budget)
+    else:
+        far_s, far_phi, far_steps = np.array([s0]), phi0[None, :], {}
+
+    log_norms = np.concatenate(
+        [np.log(np.linalg.norm(fit_thetas, axis=1)), far_s[1:]]
+    )
+    thetas = np.concatenate([fit_thetas, np.exp(far_s[1:, None]) * far_phi[1:]])
+    phase = ("fit",) * len(fit_thetas) + ("far",) * (len(far_s) - 1)
+    direction = far_phi[-1] / np.linalg.norm(far_phi[-1])
+    q_dir = network.unchecked_margin_jacobian(direction, X, y)[0]
+    theta_tilde = direction / float(np.min(q_dir)) ** (1.0 / network.depth)
+    return Trajectory(
+        network=network,
+        X=X,
+        y=y,
+        loss=loss,
+        thetas=thetas,
+        log_norms=log_norms,
+        phase=phase,
+        direction=direction,
+        log_norm=float(far_s[-1]),
+        theta_tilde=theta_tilde,
+        jacobian_evaluations=fld.jacobian_evaluations,
+        steps={"fit": fit_steps, **far_steps},
+        seconds=time.perf_counter() - started,
+        settings={
+            "target_norm": target_norm,
+            "rtol": rtol,
+            "sliding_margin": sliding_margin,
+            "active_tol": active_tol,
+        },
+    )
+
+
+def simulate(case: Case, **options) -> Trajectory:
+    """`gradient_flow` on a `Case`."""
+    return gradient_flow(case.network, case.X, case.y, case.theta0, case.loss, **options)
+
+
+class _Budget:
+    def __init__(self, fld: Field, limit: int):
+        self.fld, self.limit = fld, limit
+
+    def check(self, where: str, progress: str) -> None:
+        if self.fld.jacobian_evaluations > self.limit:
+            raise FlowError(
+                f"evaluation budget max_evaluations={self.limit} spent in the {where} "
+                f"phase ({progress}); raise max_evaluations or inspect the case"
+            )
+
+
+def _fit(fld: Field, theta0, loss, rtol, max_length, budget):
+    threshold = log_loss_threshold(loss)
+    # Enter the far regime with a little room below the threshold, so that every
+    # margin is positive with a margin to spare rather than by rounding.
+    goal = threshold - 1e-3
+
+    def current_log_loss(theta):
+        return log_loss(fld.network.unchecked_margin_jacobian(theta, fld.X, fld.y)[0],
+                        loss)
+
+    if current_log_loss(theta0) < goal:
+        return theta0[None, :], 0
+    if max_length is None:
+        max_length = 100.0 * (1.0 + float(np.linalg.norm(theta0)))
+
+    def rhs(_, theta):
+        budget.check("fit", f"||theta|| = {np.linalg.norm(theta):.4g}")
+        return fld.unit_velocity(theta)
+
+    def below_threshold(_, theta):
+        return current_log_loss(theta) - goal
+
+    below_threshold.terminal = True
+    below_threshold.direction = -1
+    sol = solve_ivp(rhs, (0.0, max_length), theta0, method="DOP853", rtol=rtol,
+                    atol=rtol, events=below_threshold)
+    if sol.status == -1:
+        raise FlowError(f"fit phase failed: {sol.message}")
+    if sol.status == 0:
+        raise FlowError(
+            f"the loss did not fall below the threshold of Theorem 2.1 within arc "
+            f"length {max_length:.4g}: log L = {current_log_loss(sol.y[:, -1]):.6g} > "
+            f"{threshold:.6g}. GF may converge to a point that does not fit the data "
+            "(dead ReLUs), or need a longer max_fit_length"
+        )
+    thetas = np.concatenate([sol.y[:, :-1].T, sol.y_events[0]])
+    return thetas, int(sol.t.size - 1)
+
+
+def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget):
+    count = max(2, int(math.ceil((s_target - s0) * per_e)) + 1)
+    grid = np.linspace(s0, s_target, count)
+    m = fld.m
+    no_cap = math.inf
+
+    # 2a. Finite sharpness: the exact field, stiff, with Radau.
+    def rhs(s, phi):
+        budget.check("far", f"log||theta|| = {s:.4g}")
+        return fld.log_norm_velocity(s, phi, no_cap)
+
+    def jac(s, phi):
+        return fld.log_norm_jacobian(s, phi, no_cap)
+
+    def sharp(s, phi):
+        q = fld.network.unchecked_margin_jacobian(phi, fld.X, fld.y)[0]
+        return m * s + math.log(max(float(np.min(q)), 1e-300)) - math.log(switch)
+
+    sharp.terminal = True
+    sharp.direction = 1
+    sol = solve_ivp(rhs, (s0, s_target), phi0, method="Radau", jac=jac, rtol=rtol,
+                    atol=rtol, t_eval=grid, events=sharp)
+    if sol.status == -1:
+        raise FlowError(
+            f"far-regime integration stopped at log||theta|| = {sol.t[-1]:.6g}: "
+            f"{sol.message}"
+        )
+    ss, phis, steps = list(sol.t), list(sol.y.T), {"stiff": int(sol.nfev)}
+    if sol.status == 0:
+        return np.asarray(ss), np.asarray(phis), steps
+
+    # 2b. Past the switch: the sliding limit, smooth and non-stiff. The active set is
+    # frozen over each segment (a set re-read at every stage would chatter at the
+    # scale of the step error) and a segment ends when an outside margin comes
+    # within the boundary layer of the smallest active one.
+    s1, phi1 = float(sol.t_events[0][0]), sol.y_events[0][0]
+    if ss[-1] < s1:
+        ss.append(s1)
+        phis.append(phi1)
+    steps["switch_log_norm"] = s1
+    steps["sliding"] = 0
+    steps["segments"] = 0
+    active = None
+    while s1 < s_target:
+        s1, phi1, active = _slide_segment(fld, s1, phi1, s_target, grid, rtol,
+                                          active_tol, active, budget, ss, phis, steps)
+    return np.asarray(ss), np.asarray(phis), steps
+
+
+def _slide_segment(fld, s1, phi1, s_target, grid, rtol, active_tol, previous, budget,
+                   ss, phis, steps):
+    q1 = fld.network.unchecked_margin_jacobian(phi1, fld.X, fld.y)[0]
+    active = fld.active_set(s1, q1, active_tol, previous)
+    outside = np.setdiff1d(np.arange(q1.size), active)
+    m = fld.m
+
+    def slide(s, phi):
+        budget.check("sliding", f"log||theta|| = {s:.4g}")
+        return fld.sliding_velocity(phi, active)
+
+    def joins(s, phi):
+        q = fld.network.unchecked_margin_jacobian(phi, fld.X, fld.y)[0]
+        q_min = float(np.min(q[active]))
+        return float(np.min(q[outside]) - q_min) - fld.layer_width(s, q_min, active_tol)
+
+    joins.terminal = True
+    joins.direction = -1
+    # Re-read the active set at least once per unit of log-norm, so margins that
+    # left the boundary layer stop counting.
+    end = min(s_target, s1 + 1.0)
+    rest = grid[(grid > s1) & (grid <= end)]
+    sol = solve_ivp(slide, (s1, end), phi1, method="DOP853", rtol=rtol, atol=rtol,
+                    t_eval=np.union1d(rest, [end]),
+                    events=joins if outside.size else None)
+    if sol.status == -1:
+        raise FlowError(
+            f"sliding-regime integration stopped at log||theta|| = {sol.t[-1]:.6g}: "
+            f"{sol.message}"
+        )
+    steps["sliding"] += int(sol.nfev)
+    steps["segments"] += 1
+    t = np.asarray(sol.t, dtype=float)
+    on_grid = np.isin(t, rest)
+    ss.extend(t[on_grid])
+    phis.extend(np.asarray(sol.y).reshape(phi1.size, -1).T[on_grid])
+    if sol.status == 1:
+        return float(sol.t_events[0][0]), sol.y_events[0][0], active
+    return end, sol.y[:, -1], active
+
+
+def _thin(thetas: np.ndarray, most: int) -> np.ndarray:
+    if len(thetas) <= most:
+        return thetas
+    keep = np.unique(np.linspace(0, len(thetas) - 1, most).round().astype(int))
+    return thetas[keep]

@@ -1,0 +1,65 @@
+"""Checks of user input shared by every entry point: one place, one message shape.
+
+Each check raises ValueError naming the argument, the value (or its shape) and the
+rule, so a bad case fails before it reaches numerics that would abort or mislead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["check_activation", "check_dataset", "check_theta", "check_loss"]
+
+ACTIVATIONS = ("relu", "linear")
+LOSSES = ("exponential", "logistic")
+
+
+def check_activation(activation) -> str:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} must be one of {ACTIVATIONS}")
+    return activation
+
+
+def check_loss(loss) -> str:
+    if loss not in LOSSES:
+        raise ValueError(f"loss={loss!r} must be one of {LOSSES}")
+    return loss
+
+
+def check_dataset(X, y, input_dim: int | None):
+    """X as a finite (n, d) float array with n >= 1; y, if given, in {-1, +1}^n."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n, d), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("X is empty (n = 0): a margin problem needs at least one point")
+    if input_dim is not None and X.shape[1] != input_dim:
+        raise ValueError(
+            f"X has {X.shape[1]} columns but the network's input dimension is {input_dim}"
+        )
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0].tolist()
+        raise ValueError(f"X must be finite; X{bad} = {X[tuple(bad)]}")
+    if y is None:
+        return X, None
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {y.shape}")
+    bad = ~np.isin(y, (-1.0, 1.0))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"labels must be -1 or +1; y[{i}] = {y[i]!r}")
+    return X, y
+
+
+def check_theta(theta, num_parameters: int, name: str = "theta") -> np.ndarray:
+    theta = np.asarray(theta, dtype=float)
+    if theta.shape != (num_parameters,):
+        raise ValueError(
+            f"{name} must have shape ({num_parameters},) for this network, "
+            f"got {theta.shape}"
+        )
+    if not np.all(np.isfinite(theta)):
+        i = int(np.flatnonzero(~np.isfinite(theta))[0])
+        raise ValueError(f"{name} must be finite; {name}[{i}] = {theta[i]}")
+    return theta
