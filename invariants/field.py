@@ -24,7 +24,7 @@ import numpy as np
 from scipy.special import expit
 
 from invariants.ldp import least_distance
-from invariants.losses import loss_weights
+from invariants.losses import log_loss, loss_weights
 from invariants.networks import Network
 
 __all__ = ["Field", "StationaryPointError", "KinkSlidingError", "find_kink"]
@@ -35,6 +35,7 @@ BOUNDARY_LAYER = 36.0
 # Active margins drift apart by the integrator's error (rtol 1e-10 per step, growing
 # over a run); a member leaves the active set only beyond this relative gap.
 LEAVE_TOL = 1e-6
+STATIONARY_TOL = 1e-8
 
 
 class StationaryPointError(RuntimeError):
@@ -89,12 +90,17 @@ class Field:
         """F / ||F||: GF's path traced at unit speed."""
         q, J = self.margins_and_jacobian(theta)
         F = J.T @ loss_weights(q, self.loss)
-        norm = np.linalg.norm(F)
-        if norm == 0.0 or not np.isfinite(norm):
+        norm = float(np.linalg.norm(F))
+        # Below this relative size the unit direction is rounding noise: GF has come
+        # to rest (in the limit) at a point where the loss is still too large.
+        if not norm > STATIONARY_TOL * float(np.linalg.norm(J)):
             raise StationaryPointError(
-                f"the gradient of the loss is {norm} at ||theta|| = "
-                f"{np.linalg.norm(theta):.6g}: GF cannot move from here (zero "
-                "initialisation, or every ReLU path to the output inactive)"
+                f"the gradient of the loss is {norm:.3g} (relative "
+                f"{norm / max(float(np.linalg.norm(J)), 1e-300):.2g}) at ||theta|| = "
+                f"{np.linalg.norm(theta):.6g}, log L = {log_loss(q, self.loss):.6g}: "
+                "GF cannot move from here or converges to a point that does not fit "
+                "the data (zero initialisation, dead ReLUs, or data this network "
+                "cannot separate)"
             )
         return F / norm
 
