@@ -51,8 +51,16 @@ def reference_path(network, X, y, theta0, loss, log_norm_end):
         return math.log(np.linalg.norm(theta)) - log_norm_end
 
     far_enough.terminal = True
-    sol = solve_ivp(rhs, (0, 1e6), theta0, method="LSODA", rtol=1e-12, atol=1e-12,
-                    dense_output=True, events=far_enough)
+    sol = solve_ivp(
+        rhs,
+        (0, 1e6),
+        theta0,
+        method="LSODA",
+        rtol=1e-12,
+        atol=1e-12,
+        dense_output=True,
+        events=far_enough,
+    )
     assert sol.status == 1, sol.message
     del fld
     return sol
@@ -184,9 +192,7 @@ def test_kink_sliding_is_named_not_silently_wrong():
     X = rng.normal(size=(5, 3))
     # Found by a random search (see the closing note of the foundation issue):
     # the input to a hidden neuron on one sample is held at zero by the flow.
-    teacher = np.array(
-        [0.3, -1.2, 0.8, 1.1, 0.4, -0.6, -0.9, 0.2, 1.3, 0.7, -1.0, 0.9]
-    )
+    teacher = np.array([0.3, -1.2, 0.8, 1.1, 0.4, -0.6, -0.9, 0.2, 1.3, 0.7, -1.0, 0.9])
     y = np.where(network.outputs(teacher, X) > 0, 1.0, -1.0)
     theta0 = 0.5 * teacher + 0.3 * rng.normal(size=12)
     try:

@@ -42,9 +42,7 @@ def test_jacobian_matches_finite_differences_away_from_kinks(network, data):
     if network.activation == "relu":
         # The finite difference straddles a kink only if some pre-activation is
         # within a few steps h of zero; such draws say nothing about the Jacobian.
-        closest = min(
-            [np.min(np.abs(Z)) for Z in fwd.preactivations[:-1]] or [np.inf]
-        )
+        closest = min([np.min(np.abs(Z)) for Z in fwd.preactivations[:-1]] or [np.inf])
         if closest < 1e-4:
             event("near a kink: skipped")
             return
@@ -70,8 +68,12 @@ def test_euler_identity_for_margins(network, data):
     # ReLU'(0) = 0, because z sigma'(z) = sigma(z) there too.
     theta, X, y = draw_point(data, network)
     q, J = network.margin_jacobian(theta, X, y)
-    np.testing.assert_allclose(J @ theta, network.depth * q, rtol=1e-10,
-                               atol=1e-12 * max(1.0, np.max(np.abs(q))))
+    np.testing.assert_allclose(
+        J @ theta,
+        network.depth * q,
+        rtol=1e-10,
+        atol=1e-12 * max(1.0, np.max(np.abs(q))),
+    )
 
 
 def test_shared_weight_gradient_is_the_sum_over_its_uses():
@@ -115,7 +117,14 @@ BAD = [
     (lambda: diagonal(0, 2), "dim=0"),
     (lambda: diagonal(2, 1), "depth=1"),
     (lambda: convolutional(2, 3, 1), "kernel_size=3"),
-    (lambda: from_index_maps([[[0, 2]], ]), "skips parameter"),
+    (
+        lambda: from_index_maps(
+            [
+                [[0, 2]],
+            ]
+        ),
+        "skips parameter",
+    ),
     (lambda: from_index_maps([[0, 1]]), "must be 2-D"),
     (lambda: from_index_maps([[[0, -2]]]), "entries are -1"),
     (lambda: from_index_maps([[[0, 1], [1, 0]]]), "one row"),
@@ -149,7 +158,9 @@ def test_bad_data_is_refused_before_any_numerics(X, y, message):
         net.margin_jacobian(np.ones(6), X, y)
 
 
-@pytest.mark.parametrize("theta, message", [(np.ones(5), "shape"), ([np.nan] * 6, "finite")])
+@pytest.mark.parametrize(
+    "theta, message", [(np.ones(5), "shape"), ([np.nan] * 6, "finite")]
+)
 def test_bad_theta(theta, message):
     net = fully_connected([2, 2, 1])
     with pytest.raises(ValueError, match=message):

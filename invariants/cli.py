@@ -1,0 +1,388 @@
+"""Command line: ``python -m invariants examine CASE.json`` and friends.
+
+``examine`` follows gradient flow from a case file (or a built-in construction) and
+prints one JSON object on stdout: the limit candidate theta_tilde, its norm, the
+normalised margin of the final direction, the simulator's cost and the drift of the
+conserved quantities that apply. ``list`` prints the built-in construction names.
+
+Exit codes: 0 success; 2 a bad case file or bad arguments; 3 the simulator could not
+follow the flow; 1 an internal error. Every failure is one line on stderr starting
+with ``error:``; ``-v`` adds progress lines (and, for internal errors, the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+log = logging.getLogger("invariants")
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_FLOW = 3
+
+
+class _UsageError(Exception):
+    """Bad input from the user: reported on one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse's own errors print the usage block first; a caller parsing stderr
+    # wants the same single `error:` line as for a bad case file.
+    def error(self, message: str):
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _positive_finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive and finite")
+    return value
+
+
+def _rtol(text: str) -> float:
+    value = _positive_finite(text)
+    if not value < 1e-2:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1e-2)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m invariants",
+        description=(
+            "Follow gradient flow on a homogeneous linear or ReLU network and report "
+            "its limit direction (Vardi, Shamir & Srebro, NeurIPS 2022)."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    ex = sub.add_parser(
+        "examine",
+        help="run gradient flow on a case and print a JSON report",
+        description=(
+            "Run gradient flow from a case file's theta0 to ||theta|| = TARGET_NORM "
+            "and print one JSON object: theta_tilde (the final direction rescaled "
+            "so its smallest margin is 1), norm_squared, min_margin_direction, "
+            "log_norm, jacobian_evaluations, seconds, steps, balance (largest "
+            "relative drift of each conserved quantity) and the case's description. "
+            "A case file is a JSON object with keys network, X, y, theta0 and "
+            "optionally loss."
+        ),
+    )
+    source = ex.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "case_file", nargs="?", metavar="CASE.json", help="the case file to examine"
+    )
+    source.add_argument(
+        "--construction",
+        metavar="NAME",
+        help="examine a built-in construction (see `list`)",
+    )
+    ex.add_argument(
+        "--target-norm",
+        type=_positive_finite,
+        default=1e8,
+        metavar="T",
+        help="follow the flow until ||theta|| = T (default 1e8)",
+    )
+    ex.add_argument(
+        "--rtol",
+        type=_rtol,
+        default=1e-10,
+        help="integrator relative tolerance, in (0, 1e-2) (default 1e-10)",
+    )
+    ex.add_argument(
+        "--loss", choices=("exponential", "logistic"), help="override the case's loss"
+    )
+    ex.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="progress on stderr (-vv for debug detail)",
+    )
+
+    ls = sub.add_parser("list", help="print the built-in construction names")
+    ls.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="also print each construction's theorem",
+    )
+    return parser
+
+
+# -- reading a case --------------------------------------------------------------------
+
+
+def _read_case(path_text: str):
+    from invariants.casefile import Case, CaseError
+
+    path = Path(path_text)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _UsageError(f"case file {path_text!r} does not exist") from None
+    except IsADirectoryError:
+        raise _UsageError(f"case file {path_text!r} is a directory") from None
+    except UnicodeDecodeError as exc:
+        raise _UsageError(f"case file {path_text!r} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise _UsageError(
+            f"cannot read case file {path_text!r}: {exc.strerror}"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _UsageError(
+            f"case file {path_text!r} is not valid JSON: {exc.msg} at line "
+            f"{exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise _UsageError(f"case file {path_text!r} is nested too deeply") from None
+    try:
+        return Case.from_dict(data, name=path.stem)
+    except (CaseError, ValueError, TypeError, ArithmeticError) as exc:
+        # ArithmeticError: e.g. int(inf) for a width written as 1e999 in the file.
+        raise _UsageError(f"case file {path_text!r}: {_one_line(exc)}") from None
+    except MemoryError:
+        raise _UsageError(
+            f"case file {path_text!r} describes a network too large to build"
+        ) from None
+    except RecursionError:
+        raise _UsageError(f"case file {path_text!r} is nested too deeply") from None
+
+
+def _construction_case(name: str):
+    from invariants import cases
+
+    try:
+        return cases.get(name)
+    except KeyError as exc:
+        raise _UsageError(exc.args[0]) from None
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def _balance(network, thetas) -> dict:
+    """Largest relative drift of each conserved quantity that applies (Lemmas C.1 to
+    C.3), or a note saying why it could not be measured."""
+    try:
+        from invariants.balance import balance_drifts
+    except ImportError as exc:
+        # The checker is optional for the report: the flow's own result stands
+        # without it, so say what is missing rather than fail the examination.
+        log.warning("balance drifts unavailable: %s", exc)
+        return {"available": False, "reason": f"invariants.balance: {exc}"}
+    drifts = balance_drifts(network, thetas)
+    out = {}
+    for name, drift in drifts.items():
+        value = np.max(np.abs(np.asarray(drift.relative_drift, dtype=float)))
+        out[str(name)] = float(value)
+    return out
+
+
+def _jsonable(value):
+    """numpy scalars and arrays as Python floats/ints/lists; non-finite as None
+    (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _report(case, trajectory, construction=None) -> dict:
+    net = case.network
+    direction = np.asarray(trajectory.direction, dtype=float)
+    direction = direction / np.linalg.norm(direction)
+    margins = net.margins(direction, case.X, case.y)
+    report = {
+        "theta_tilde": trajectory.theta_tilde,
+        "norm_squared": trajectory.norm_squared,
+        "min_margin_direction": float(np.min(margins)),
+        "direction": direction,
+        "log_norm": trajectory.log_norm,
+        "jacobian_evaluations": trajectory.jacobian_evaluations,
+        "seconds": trajectory.seconds,
+        "steps": dict(trajectory.steps),
+        "checkpoints": len(trajectory.thetas),
+        "settings": dict(trajectory.settings),
+        "balance": _balance(net, trajectory.thetas),
+        "case": {
+            "name": case.name,
+            "family": net.family,
+            "depth": net.depth,
+            "activation": net.activation,
+            "widths": list(net.widths),
+            "num_parameters": net.num_parameters,
+            "shares_weights": net.shares_weights,
+            "n": int(case.X.shape[0]),
+            "d": int(case.X.shape[1]),
+            "loss": case.loss,
+        },
+    }
+    if construction is not None:
+        expected = construction.direction
+        report["construction"] = {
+            "name": construction.name,
+            "theorem": construction.theorem,
+            "limit": construction.limit,
+            "norm_squared": construction.norm_squared,
+            "direction_error": float(np.linalg.norm(direction - expected)),
+            "note": construction.note,
+        }
+    return _jsonable(report)
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def _examine(args) -> int:
+    construction = None
+    if args.construction is not None:
+        construction = _construction_case(args.construction)
+        if args.loss is not None:
+            construction = construction.with_loss(args.loss)
+        case = construction.case
+    else:
+        case = _read_case(args.case_file)
+        if args.loss is not None:
+            case = dataclasses.replace(case, loss=args.loss)
+    # Imported only now: a bad case file is reported without loading scipy.
+    from invariants.flow import FlowError, StationaryPointError, gradient_flow
+
+    log.info(
+        "examining %s: %s, n=%d, loss=%s",
+        case.name or "case",
+        case.network.describe(),
+        case.X.shape[0],
+        case.loss,
+    )
+    try:
+        trajectory = gradient_flow(
+            case.network,
+            case.X,
+            case.y,
+            case.theta0,
+            case.loss,
+            target_norm=args.target_norm,
+            rtol=args.rtol,
+        )
+    except (FlowError, StationaryPointError) as exc:
+        _fail(f"gradient flow failed: {_one_line(exc)}")
+        return EXIT_FLOW
+    except (ArithmeticError, np.linalg.LinAlgError) as exc:
+        # Numerical breakdown inside the integrator is a failure to follow the
+        # flow, not a bad input: the case passed validation.
+        _fail(f"gradient flow failed ({type(exc).__name__}): {_one_line(exc)}")
+        return EXIT_FLOW
+    log.info(
+        "reached log||theta|| = %.6g in %.3g s, %d Jacobian evaluations",
+        trajectory.log_norm,
+        trajectory.seconds,
+        trajectory.jacobian_evaluations,
+    )
+    report = _report(case, trajectory, construction)
+    sys.stdout.write(json.dumps(report, allow_nan=False) + "\n")
+    return EXIT_OK
+
+
+def _list(args) -> int:
+    from invariants import cases
+
+    for name, construction in cases.CONSTRUCTIONS.items():
+        if args.verbose:
+            print(f"{name}\t{construction.theorem}")
+        else:
+            print(name)
+    return EXIT_OK
+
+
+# -- plumbing --------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"error: {_one_line(message)}\n")
+
+
+def _configure_logging(verbosity: int) -> None:
+    package = logging.getLogger("invariants")
+    package.handlers.clear()
+    if verbosity <= 0:
+        # Quiet by default: a NullHandler stops logging's last-resort handler from
+        # printing warnings, and Python warnings go to a silenced logger too.
+        package.addHandler(logging.NullHandler())
+        package.propagate = False
+        logging.captureWarnings(True)
+        logging.getLogger("py.warnings").addHandler(logging.NullHandler())
+        logging.getLogger("py.warnings").propagate = False
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    package.propagate = False
+    warnings.simplefilter("default")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    verbosity = 0
+    try:
+        args = parser.parse_args(argv)
+        verbosity = getattr(args, "verbose", 0)
+        _configure_logging(verbosity)
+        if args.command == "examine":
+            return _examine(args)
+        return _list(args)
+    except _UsageError as exc:
+        _fail(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); nothing more can be reported.
+        return EXIT_INTERNAL
+    except Exception as exc:  # one line, never a traceback, unless asked with -v
+        if verbosity > 0:
+            log.exception("internal error")
+        _fail(
+            f"internal error ({type(exc).__name__}): {_one_line(exc)}; "
+            "rerun with -v for the traceback"
+        )
+        return EXIT_INTERNAL

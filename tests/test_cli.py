@@ -1,0 +1,322 @@
+"""`python -m invariants`: the examine report, bad case files, flow failures, list.
+
+Every run is a real subprocess, so the tests see exactly what a user sees: the exit
+code, one JSON object on stdout and, on failure, one `error:` line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from invariants import cases
+from invariants.casefile import Case
+
+TIMEOUT_SECONDS = 120
+
+# Theorem 4.1, diagonal linear: fast (well under a second) and its limit is known.
+GOOD_CASE = {
+    "network": {"family": "diagonal", "dim": 2, "depth": 2, "activation": "linear"},
+    "X": [[1.0, 2.0]],
+    "y": [1],
+    "theta0": [1.0, 0.0, 1.0, 0.0],
+    "loss": "exponential",
+}
+REPORT_KEYS = {
+    "theta_tilde",
+    "norm_squared",
+    "min_margin_direction",
+    "log_norm",
+    "jacobian_evaluations",
+    "seconds",
+    "steps",
+    "balance",
+    "case",
+}
+CASE_KEYS = {"family", "depth", "activation", "n", "loss"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invariants", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def write_json(path, data) -> str:
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+
+
+# -- a good case -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    path = write_json(tmp_path_factory.mktemp("cli") / "thm41.json", GOOD_CASE)
+    return run_cli("examine", path)
+
+
+@pytest.fixture(scope="module")
+def good_report(good_run) -> dict:
+    assert good_run.returncode == 0, good_run.stderr
+    return json.loads(good_run.stdout)
+
+
+def test_examine_prints_one_json_object_and_nothing_on_stderr(good_run):
+    assert good_run.returncode == 0, good_run.stderr
+    assert good_run.stderr == ""
+    assert good_run.stdout.count("\n") == 1
+    report = json.loads(good_run.stdout)
+    assert isinstance(report, dict)
+
+
+def test_examine_report_has_every_key(good_report):
+    assert REPORT_KEYS <= set(good_report)
+    assert CASE_KEYS <= set(good_report["case"])
+    assert good_report["case"] == good_report["case"] | {
+        "family": "diagonal",
+        "depth": 2,
+        "activation": "linear",
+        "n": 1,
+        "loss": "exponential",
+    }
+    assert good_report["jacobian_evaluations"] > 0
+    assert good_report["seconds"] >= 0
+    assert isinstance(good_report["steps"], dict)
+    # ||theta|| = 1e8 is the default target.
+    assert good_report["log_norm"] == pytest.approx(np.log(1e8), rel=1e-9)
+
+
+def test_examine_theta_tilde_is_the_limit_with_min_margin_one(good_report):
+    case = Case.from_dict(GOOD_CASE)
+    theta = np.array(good_report["theta_tilde"])
+    margins = case.network.margins(theta, case.X, case.y)
+    assert np.min(margins) == pytest.approx(1.0, abs=1e-12)
+    assert good_report["norm_squared"] == pytest.approx(theta @ theta, rel=1e-14)
+    np.testing.assert_allclose(theta, [1.0, 0.0, 1.0, 0.0], atol=1e-8)
+    # ||direction|| = 1 and m = 2, so its margin is ||theta_tilde||^-2.
+    assert good_report["min_margin_direction"] == pytest.approx(
+        1.0 / good_report["norm_squared"], rel=1e-12
+    )
+
+
+def test_examine_reports_balance_drifts(good_report):
+    balance = good_report["balance"]
+    if balance.get("available") is False:
+        pytest.skip(f"invariants.balance not importable yet: {balance.get('reason')}")
+    assert balance, "a diagonal depth-2 network has conserved quantities"
+    for name, drift in balance.items():
+        assert isinstance(drift, float), name
+        assert 0.0 <= drift < 1e-6, (name, drift)
+
+
+def test_options_are_applied(tmp_path):
+    path = write_json(tmp_path / "case.json", GOOD_CASE)
+    result = run_cli(
+        "examine", path, "--target-norm", "1e4", "--rtol", "1e-9", "--loss", "logistic"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["log_norm"] == pytest.approx(np.log(1e4), rel=1e-9)
+    assert report["case"]["loss"] == "logistic"
+
+
+def test_verbose_logs_progress_on_stderr_only(tmp_path):
+    path = write_json(tmp_path / "case.json", GOOD_CASE)
+    result = run_cli("examine", path, "-v")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip(), "-v should report progress"
+    assert "Traceback" not in result.stderr
+    assert REPORT_KEYS <= set(json.loads(result.stdout))
+
+
+# -- built-in constructions ------------------------------------------------------------
+
+
+def test_list_prints_the_construction_names():
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == list(cases.CONSTRUCTIONS)
+
+
+def test_examine_a_construction():
+    result = run_cli("examine", "--construction", "thm4.4-relu")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["construction"]["theorem"] == "Theorem 4.4"
+    assert report["construction"]["direction_error"] < 1e-8
+    assert report["case"]["family"] == "convolutional"
+
+
+def test_unknown_construction_is_a_usage_error():
+    result = run_cli("examine", "--construction", "thm9.9")
+    assert_one_error_line(result, 2)
+    assert "thm3.2" in result.stderr  # the message lists the known names
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["examine", "--help"],
+        ["list", "--help"],
+    ],
+)
+def test_help(args):
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["examine"],
+        ["examine", "a.json", "--construction", "thm3.2"],
+        ["examine", "--construction", "thm3.2", "--target-norm", "-1"],
+        ["examine", "--construction", "thm3.2", "--target-norm", "inf"],
+        ["examine", "--construction", "thm3.2", "--rtol", "0.5"],
+        ["examine", "--construction", "thm3.2", "--loss", "hinge"],
+    ],
+    ids=lambda a: " ".join(a) or "no-args",
+)
+def test_bad_arguments(args):
+    assert_one_error_line(run_cli(*args), 2)
+
+
+# -- bad case files --------------------------------------------------------------------
+
+
+def _with(**changes):
+    data = json.loads(json.dumps(GOOD_CASE))
+    for key, value in changes.items():
+        if value is _DROP:
+            del data[key]
+        else:
+            data[key] = value
+    return json.dumps(data)
+
+
+_DROP = object()
+
+BAD_CASE_FILES = [
+    # (id, file contents; None = no file at all)
+    ("missing-key", _with(y=_DROP)),
+    ("unknown-family", _with(network={"family": "resnet", "depth": 2})),
+    ("labels-zero", _with(y=[0])),
+    ("labels-two", _with(y=[2])),
+    ("nan-in-X", _with(X=[[float("nan"), 2.0]])),
+    ("inf-in-theta0", _with(theta0=[1.0, float("inf"), 1.0, 0.0])),
+    ("X-wrong-width", _with(X=[[1.0, 2.0, 3.0]])),
+    ("X-ragged", _with(X=[[1.0, 2.0], [1.0]], y=[1, 1])),
+    ("X-strings", _with(X=[["a", "b"]])),
+    ("y-wrong-length", _with(y=[1, -1])),
+    ("theta0-wrong-length", _with(theta0=[1.0, 0.0, 1.0])),
+    ("empty-X", _with(X=[], y=[])),
+    ("not-json", '{"network": {"family": '),
+    ("empty-file", ""),
+    ("not-an-object", "[1, 2, 3]"),
+    ("missing-file", None),
+    ("bad-loss-name", _with(loss="hinge")),
+    ("unknown-top-level-key", _with(epochs=10)),
+    ("network-not-object", _with(network="diagonal")),
+    ("network-missing-size", _with(network={"family": "diagonal", "dim": 2})),
+    (
+        "bad-activation",
+        _with(
+            network={"family": "diagonal", "dim": 2, "depth": 2, "activation": "tanh"}
+        ),
+    ),
+    (
+        "width-overflows",
+        _with(network={"family": "fully_connected", "widths": [2, 1e999, 1]}),
+    ),
+    ("family-unhashable", _with(network={"family": ["diagonal"]})),
+    (
+        "index-maps-with-a-gap",
+        _with(
+            network={
+                "family": "index_maps",
+                "activation": "linear",
+                "layers": [[[0, -1], [-1, 2]], [[0, 1]]],
+            }
+        ),
+    ),
+    (
+        "index-maps-mismatched-layers",
+        _with(
+            network={
+                "family": "index_maps",
+                "activation": "linear",
+                "layers": [[[0, -1], [-1, 1]], [[0, 1, 2]]],
+            }
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "contents", [c for _, c in BAD_CASE_FILES], ids=[i for i, _ in BAD_CASE_FILES]
+)
+def test_bad_case_file_is_one_error_line_and_exit_2(tmp_path, contents):
+    path = tmp_path / "case.json"
+    if contents is not None:
+        path.write_text(contents)
+    assert_one_error_line(run_cli("examine", path), 2)
+
+
+def test_case_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "case.json"
+    path.write_bytes(b"\xff\xfe{\x00")
+    assert_one_error_line(run_cli("examine", path), 2)
+
+
+def test_case_path_that_is_a_directory(tmp_path):
+    assert_one_error_line(run_cli("examine", tmp_path), 2)
+
+
+# -- the flow cannot be followed -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "theta0",
+    [
+        [0.0, 0.0, 0.0, 0.0],  # theta = 0 is a stationary point of every network here
+    ],
+)
+def test_stationary_start_is_exit_3(tmp_path, theta0):
+    path = write_json(tmp_path / "case.json", json.loads(_with(theta0=theta0)))
+    assert_one_error_line(run_cli("examine", path), 3)
+
+
+def test_dead_relu_start_is_exit_3(tmp_path):
+    # Every hidden pre-activation is negative: no gradient reaches any parameter.
+    case = {
+        "network": {"family": "fully_connected", "widths": [2, 2, 1]},
+        "X": [[1.0, 0.25], [-1.0, 0.25]],
+        "y": [1, 1],
+        "theta0": [0.0, -1.0, 0.0, -2.0, 1.0, 1.0],
+    }
+    path = write_json(tmp_path / "case.json", case)
+    result = run_cli("examine", path)
+    assert_one_error_line(result, 3)
+    assert "gradient flow failed" in result.stderr
