@@ -57,6 +57,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# How far below ||theta0|| a path may shrink before it counts as falling into the
+# origin; arc-length steps near the origin cannot resolve it any better anyway.
+ORIGIN_TOL = 1e-6
+
 
 class FlowError(RuntimeError):
     """The simulator could not follow GF to the requested point; the message says why
@@ -254,8 +258,18 @@ def _fit(fld: Field, theta0, loss, rtol, max_length, budget):
     if max_length is None:
         max_length = 100.0 * (1.0 + float(np.linalg.norm(theta0)))
 
+    start = float(np.linalg.norm(theta0))
+
     def rhs(_, theta):
-        budget.check("fit", f"||theta|| = {np.linalg.norm(theta):.4g}")
+        size = float(np.linalg.norm(theta))
+        budget.check("fit", f"||theta|| = {size:.4g}")
+        # The origin is a critical point of every homogeneous network (m >= 2); a
+        # path that shrinks towards it has no direction to converge to.
+        if fld.m >= 2 and size < ORIGIN_TOL * start:
+            raise StationaryPointError(
+                f"GF converges to the origin (||theta|| = {size:.3g} from {start:.3g}):"
+                " this initialisation never fits the data"
+            )
         return fld.unit_velocity(theta)
 
     def below_threshold(_, theta):

@@ -73,10 +73,13 @@ def draw_widths_for_depth(
     of layer L to width >= 2 (the weight-sharing family needs two entries there)."""
     low_in = max(b.min_input_dim, 2) if wide_input_of == 1 else b.min_input_dim
     widths = [draw(st.integers(low_in, b.max_input_dim))]
-    for layer in range(1, depth):
+    # Widths are drawn for the deepest network and the extra ones ignored: then the
+    # draws after these (masks, data, theta0) keep their places when depth shrinks,
+    # and the shrinker can lower the depth alone.
+    for layer in range(1, b.max_depth):
         low = max(b.min_width, 2) if wide_input_of == layer + 1 else b.min_width
         widths.append(draw(st.integers(low, b.max_width)))
-    return widths + [1]
+    return widths[:depth] + [1]
 
 
 # -- no-share: sparsity masks --------------------------------------------------------

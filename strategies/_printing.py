@@ -1,8 +1,8 @@
-"""Lossless reprs for generated arrays, so a failing example can be pasted back.
+"""Lossless reprs for generated values, so a failing example can be pasted back.
 
-NumPy prints eight significant digits; Hypothesis prints drawn values with `repr`. An
-`ExactArray` prints as ``np.array([...])`` through Python floats, whose repr round-trips
-bit for bit.
+NumPy prints eight significant digits, and Hypothesis prints a dataclass field by
+field. An `ExactArray` prints as ``np.array([...])`` through Python floats, whose repr
+round-trips bit for bit; the records here print through their exact reprs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Dataset", "ExactArray", "exact"]
+from invariants.casefile import Case
+
+__all__ = ["Dataset", "ExactArray", "PrintedCase", "exact"]
 
 
 class ExactArray(np.ndarray):
@@ -45,6 +47,18 @@ class Dataset(NamedTuple):
 
     def __repr__(self) -> str:
         return f"Dataset(X={self.X!r}, y={self.y!r})"
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(repr(self))
+
+
+class PrintedCase(Case):
+    """A `Case` that Hypothesis prints with its exact repr, ``Case.from_dict({...})``.
+
+    Hypothesis' pretty-printer shows a dataclass field by field, and numpy arrays with
+    eight digits, unless the object has `_repr_pretty_`. Drop this subclass once
+    `invariants.casefile.Case` defines `_repr_pretty_` itself.
+    """
 
     def _repr_pretty_(self, printer, cycle) -> None:
         printer.text(repr(self))

@@ -118,7 +118,7 @@ def no_share_networks(
     max_input_dim: int = 4,
     activations: st.SearchStrategy[str] = DEFAULT_ACTIVATIONS,
 ) -> st.SearchStrategy[Network]:
-    """N_no-share: sparse layers, each parameter used exactly once (`networks.no_share`).
+    """N_no-share: sparse layers, each parameter used once (`networks.no_share`).
 
     Every row of every mask has an entry (each neuron has an input) and every column of
     layers 2..m has one (each hidden neuron feeds the next layer); input coordinates

@@ -37,7 +37,7 @@ from invariants.casefile import Case
 from invariants.networks import Network
 from invariants.validation import LOSSES
 from strategies import _teachers
-from strategies._printing import Dataset, exact
+from strategies._printing import Dataset, PrintedCase, exact
 from strategies._validation import (
     check_choice,
     check_integer,
@@ -198,7 +198,7 @@ def _teacher_data(draw, network, X, margin, max_coordinate):
     return X, theta
 
 
-# -- whole cases ------------------------------------------------------------------------
+# -- whole cases -----------------------------------------------------------------------
 
 
 def training_cases(
@@ -252,7 +252,9 @@ def _cases(draw, networks, losses, init_kinds, **dataset_options) -> Case:
     if init_kinds is None:
         kinds = st.sampled_from(INIT_KINDS)
         if not network.is_linear:
-            kinds = st.just("past_threshold")
+            # As many entries as INIT_KINDS: a ReLU case then draws the same sequence
+            # of choices as a linear one, so the shrinker can move between the two.
+            kinds = st.sampled_from(["past_threshold"] * len(INIT_KINDS))
     else:
         kinds = init_kinds
     theta0 = draw(
@@ -263,4 +265,4 @@ def _cases(draw, networks, losses, init_kinds, **dataset_options) -> Case:
     event(f"family: {network.family}")
     event(f"depth: {network.depth}")
     note(f"network: {network.describe()}")
-    return Case(network, dataset.X, dataset.y, theta0, loss)
+    return PrintedCase(network, dataset.X, dataset.y, theta0, loss)
