@@ -23,24 +23,30 @@ def gradient_descent(case, steps=100_000, eta=0.1):
     for _ in range(steps):
         q, J = case.network.unchecked_margin_jacobian(theta, case.X, case.y)
         # -grad L = sum_i e^{-q_i} grad q_i, formed stably from the weights
-        w = loss_weights(q, case.loss) * np.exp(-np.min(q)) * np.sum(
-            np.exp(-(q - np.min(q)))
+        w = (
+            loss_weights(q, case.loss)
+            * np.exp(-np.min(q))
+            * np.sum(np.exp(-(q - np.min(q))))
         )
         theta = theta + eta * (J.T @ w)
     return theta
 
 
 def main(gd_steps=100_000):
-    print(f"{'construction':22s} {'jac evals':>9s} {'seconds':>8s} {'dir err':>9s}"
-          f" {'GD dir err':>10s}")
+    print(
+        f"{'construction':22s} {'jac evals':>9s} {'seconds':>8s} {'dir err':>9s}"
+        f" {'GD dir err':>10s}"
+    )
     for name, con in CONSTRUCTIONS.items():
         t = time.perf_counter()
         traj = simulate(con.case)
         sec = time.perf_counter() - t
         err = direction_error(traj.direction, con.limit)
         gd = direction_error(gradient_descent(con.case, gd_steps), con.limit)
-        print(f"{name:22s} {traj.jacobian_evaluations:9d} {sec:8.3f} {err:9.1e}"
-              f" {gd:10.1e}")
+        print(
+            f"{name:22s} {traj.jacobian_evaluations:9d} {sec:8.3f} {err:9.1e}"
+            f" {gd:10.1e}"
+        )
 
 
 if __name__ == "__main__":

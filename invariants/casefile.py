@@ -110,7 +110,9 @@ def network_from_spec(spec: dict) -> Network:
     if family not in keys:
         raise CaseError(f"network family {family!r} must be one of {sorted(keys)}")
     required = keys[family]
-    optional = {"activation", "family"} | ({"depth"} if family == "convolutional" else set())
+    optional = {"activation", "family"} | (
+        {"depth"} if family == "convolutional" else set()
+    )
     missing = [k for k in required if k not in spec]
     if missing:
         raise CaseError(f"network family {family!r} needs key(s) {missing}")

@@ -139,7 +139,7 @@ def gradient_flow(
     max_evaluations: int = 50_000,
     max_fit_checkpoints: int = 200,
 ) -> Trajectory:
-    """Follow GF, d theta/dt = -grad L(theta), from theta0 until ||theta|| = target_norm.
+    """Follow GF, d theta/dt = -grad L(theta), from theta0 to ||theta|| = target_norm.
 
     Raises `StationaryPointError` if GF cannot move from theta0, and `FlowError` if the
     loss does not fall below the threshold of Theorem 2.1 within `max_fit_length` of
@@ -159,9 +159,23 @@ def gradient_flow(
     budget = _Budget(fld, max_evaluations)
 
     try:
-        return _run(fld, network, X, y, theta0, loss, target_norm, rtol,
-                    sliding_margin, active_tol, checkpoints_per_e, max_fit_length,
-                    max_fit_checkpoints, budget, started)
+        return _run(
+            fld,
+            network,
+            X,
+            y,
+            theta0,
+            loss,
+            target_norm,
+            rtol,
+            sliding_margin,
+            active_tol,
+            checkpoints_per_e,
+            max_fit_length,
+            max_fit_checkpoints,
+            budget,
+            started,
+        )
     except FlowError as exc:
         # Step collapse is what an attracting ReLU kink looks like to an integrator
         # that steps across it: name the kink, since that is the actionable cause.
@@ -176,9 +190,23 @@ def gradient_flow(
         ) from exc
 
 
-def _run(fld, network, X, y, theta0, loss, target_norm, rtol, sliding_margin,
-         active_tol, checkpoints_per_e, max_fit_length, max_fit_checkpoints, budget,
-         started):
+def _run(
+    fld,
+    network,
+    X,
+    y,
+    theta0,
+    loss,
+    target_norm,
+    rtol,
+    sliding_margin,
+    active_tol,
+    checkpoints_per_e,
+    max_fit_length,
+    max_fit_checkpoints,
+    budget,
+    started,
+):
     # 1. Fit: arc-length clock until the loss threshold.
     fit_thetas, fit_steps = _fit(fld, theta0, loss, rtol, max_fit_length, budget)
     fit_thetas = _thin(fit_thetas, max_fit_checkpoints)
@@ -190,14 +218,21 @@ def _run(fld, network, X, y, theta0, loss, target_norm, rtol, sliding_margin,
     # 2. Far regime: log-norm clock.
     phi0 = theta_fit / np.linalg.norm(theta_fit)
     if s_target > s0:
-        far_s, far_phi, far_steps = _far(fld, phi0, s0, s_target, sliding_margin,
-                                         rtol, checkpoints_per_e, active_tol, budget)
+        far_s, far_phi, far_steps = _far(
+            fld,
+            phi0,
+            s0,
+            s_target,
+            sliding_margin,
+            rtol,
+            checkpoints_per_e,
+            active_tol,
+            budget,
+        )
     else:
         far_s, far_phi, far_steps = np.array([s0]), phi0[None, :], {}
 
-    log_norms = np.concatenate(
-        [np.log(np.linalg.norm(fit_thetas, axis=1)), far_s[1:]]
-    )
+    log_norms = np.concatenate([np.log(np.linalg.norm(fit_thetas, axis=1)), far_s[1:]])
     thetas = np.concatenate([fit_thetas, np.exp(far_s[1:, None]) * far_phi[1:]])
     phase = ("fit",) * len(fit_thetas) + ("far",) * (len(far_s) - 1)
     direction = far_phi[-1] / np.linalg.norm(far_phi[-1])
@@ -228,7 +263,9 @@ def _run(fld, network, X, y, theta0, loss, target_norm, rtol, sliding_margin,
 
 def simulate(case: Case, **options) -> Trajectory:
     """`gradient_flow` on a `Case`."""
-    return gradient_flow(case.network, case.X, case.y, case.theta0, case.loss, **options)
+    return gradient_flow(
+        case.network, case.X, case.y, case.theta0, case.loss, **options
+    )
 
 
 class _Budget:
@@ -250,8 +287,9 @@ def _fit(fld: Field, theta0, loss, rtol, max_length, budget):
     goal = threshold - 1e-3
 
     def current_log_loss(theta):
-        return log_loss(fld.network.unchecked_margin_jacobian(theta, fld.X, fld.y)[0],
-                        loss)
+        return log_loss(
+            fld.network.unchecked_margin_jacobian(theta, fld.X, fld.y)[0], loss
+        )
 
     if current_log_loss(theta0) < goal:
         return theta0[None, :], 0
@@ -277,8 +315,15 @@ def _fit(fld: Field, theta0, loss, rtol, max_length, budget):
 
     below_threshold.terminal = True
     below_threshold.direction = -1
-    sol = solve_ivp(rhs, (0.0, max_length), theta0, method="DOP853", rtol=rtol,
-                    atol=rtol, events=below_threshold)
+    sol = solve_ivp(
+        rhs,
+        (0.0, max_length),
+        theta0,
+        method="DOP853",
+        rtol=rtol,
+        atol=rtol,
+        events=below_threshold,
+    )
     if sol.status == -1:
         raise FlowError(f"fit phase failed: {sol.message}")
     if sol.status == 0:
@@ -312,8 +357,17 @@ def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget):
 
     sharp.terminal = True
     sharp.direction = 1
-    sol = solve_ivp(rhs, (s0, s_target), phi0, method="Radau", jac=jac, rtol=rtol,
-                    atol=rtol, t_eval=grid, events=sharp)
+    sol = solve_ivp(
+        rhs,
+        (s0, s_target),
+        phi0,
+        method="Radau",
+        jac=jac,
+        rtol=rtol,
+        atol=rtol,
+        t_eval=grid,
+        events=sharp,
+    )
     if sol.status == -1:
         raise FlowError(
             f"far-regime integration stopped at log||theta|| = {sol.t[-1]:.6g}: "
@@ -336,13 +390,26 @@ def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget):
     steps["segments"] = 0
     active = None
     while s1 < s_target:
-        s1, phi1, active = _slide_segment(fld, s1, phi1, s_target, grid, rtol,
-                                          active_tol, active, budget, ss, phis, steps)
+        s1, phi1, active = _slide_segment(
+            fld,
+            s1,
+            phi1,
+            s_target,
+            grid,
+            rtol,
+            active_tol,
+            active,
+            budget,
+            ss,
+            phis,
+            steps,
+        )
     return np.asarray(ss), np.asarray(phis), steps
 
 
-def _slide_segment(fld, s1, phi1, s_target, grid, rtol, active_tol, previous, budget,
-                   ss, phis, steps):
+def _slide_segment(
+    fld, s1, phi1, s_target, grid, rtol, active_tol, previous, budget, ss, phis, steps
+):
     q1 = fld.network.unchecked_margin_jacobian(phi1, fld.X, fld.y)[0]
     active = fld.active_set(s1, q1, active_tol, previous)
     outside = np.setdiff1d(np.arange(q1.size), active)
@@ -363,9 +430,16 @@ def _slide_segment(fld, s1, phi1, s_target, grid, rtol, active_tol, previous, bu
     # left the boundary layer stop counting.
     end = min(s_target, s1 + 1.0)
     rest = grid[(grid > s1) & (grid <= end)]
-    sol = solve_ivp(slide, (s1, end), phi1, method="DOP853", rtol=rtol, atol=rtol,
-                    t_eval=np.union1d(rest, [end]),
-                    events=joins if outside.size else None)
+    sol = solve_ivp(
+        slide,
+        (s1, end),
+        phi1,
+        method="DOP853",
+        rtol=rtol,
+        atol=rtol,
+        t_eval=np.union1d(rest, [end]),
+        events=joins if outside.size else None,
+    )
     if sol.status == -1:
         raise FlowError(
             f"sliding-regime integration stopped at log||theta|| = {sol.t[-1]:.6g}: "

@@ -49,7 +49,7 @@ def log_loss(q: np.ndarray, loss: str) -> float:
 
 
 def loss_weights(q: np.ndarray, loss: str) -> np.ndarray:
-    """p_i = -l'(q_i) / sum_j -l'(q_j): the direction of -grad L is sum_i p_i grad q_i."""
+    """p_i = -l'(q_i) / sum_j -l'(q_j); -grad L points along sum_i p_i grad q_i."""
     return softmax(log_neg_derivative(np.asarray(q, dtype=float), loss))
 
 

@@ -94,7 +94,9 @@ class Network:
     @property
     def widths(self) -> tuple[int, ...]:
         """(d_0, d_1, ..., d_m) with d_m = 1."""
-        return (self.index_maps[0].shape[1],) + tuple(P.shape[0] for P in self.index_maps)
+        return (self.index_maps[0].shape[1],) + tuple(
+            P.shape[0] for P in self.index_maps
+        )
 
     @property
     def input_dim(self) -> int:
@@ -279,9 +281,7 @@ def from_index_maps(
 def fully_connected(widths, activation: Activation = "relu") -> Network:
     """Dense layers d_0 -> d_1 -> ... -> d_m = 1; u^(l) is W^(l) read row by row."""
     widths = _check_widths(widths, "widths")
-    maps = [
-        np.arange(b * a).reshape(b, a) for a, b in zip(widths[:-1], widths[1:])
-    ]
+    maps = [np.arange(b * a).reshape(b, a) for a, b in zip(widths[:-1], widths[1:])]
     return Network(tuple(maps), activation, "fully_connected")
 
 
@@ -344,7 +344,7 @@ def no_share(masks, activation: Activation = "relu") -> Network:
     return Network(tuple(maps), activation, "no_share")
 
 
-# -- validation of structure -------------------------------------------------------------
+# -- validation of structure ------------------------------------------------------
 
 
 def _check_index_maps(maps) -> tuple[np.ndarray, ...]:
@@ -355,7 +355,8 @@ def _check_index_maps(maps) -> tuple[np.ndarray, ...]:
         P = np.asarray(P)
         if P.ndim != 2:
             raise ValueError(
-                f"index map of layer {l} must be 2-D (d_l, d_(l-1)), got shape {P.shape}"
+                f"index map of layer {l} must be 2-D (d_l, d_(l-1)), "
+                f"got shape {P.shape}"
             )
         if P.size == 0:
             raise ValueError(f"index map of layer {l} is empty, shape {P.shape}")

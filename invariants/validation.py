@@ -32,10 +32,13 @@ def check_dataset(X, y, input_dim: int | None):
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n, d), got shape {X.shape}")
     if X.shape[0] == 0:
-        raise ValueError("X is empty (n = 0): a margin problem needs at least one point")
+        raise ValueError(
+            "X is empty (n = 0): a margin problem needs at least one point"
+        )
     if input_dim is not None and X.shape[1] != input_dim:
         raise ValueError(
-            f"X has {X.shape[1]} columns but the network's input dimension is {input_dim}"
+            f"X has {X.shape[1]} columns but the network's input dimension is "
+            f"{input_dim}"
         )
     if not np.all(np.isfinite(X)):
         bad = np.argwhere(~np.isfinite(X))[0].tolist()

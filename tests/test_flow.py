@@ -151,7 +151,7 @@ def test_far_target_without_overflow():
     assert np.all(np.isfinite(traj.theta_tilde))
 
 
-# -- failures are loud and say why -------------------------------------------------------
+# -- failures are loud and say why -------------------------------------------
 
 
 def test_zero_initialisation_is_a_stationary_point():

@@ -44,8 +44,9 @@ def test_layer_balance_holds_along_gradient_flow(case):
     # rtol 1e-6 relative to the subtracted magnitudes: the integrator's own tolerance
     # is 1e-10 per step on the direction, and the drift accumulates over at most a
     # few thousand steps; balance.TOLERANCES holds the same reasoning.
-    drifts = assert_balanced(case.network, traj.thetas, rtol=1e-6,
-                             context=f"loss={case.loss}")
+    drifts = assert_balanced(
+        case.network, traj.thetas, rtol=1e-6, context=f"loss={case.loss}"
+    )
     assert drifts, "every network of depth >= 2 has at least Lemma C.2 to check"
 
 
@@ -66,8 +67,9 @@ def test_limit_neurons_are_balanced_lemma_c4(case):
     # point | ||w_j|| - |v_j| | <= sqrt(|Delta_j|): relative to ||theta_final|| = T
     # the imbalance is at most sqrt(max |Delta|) / T (a neuron that never grows
     # attains it). Rescaling to theta_tilde preserves the ratio.
-    delta = max(abs(d.values[0]) for d in balance_drifts(case.network,
-                                                        traj.thetas).values())
+    delta = max(
+        abs(d.values[0]) for d in balance_drifts(case.network, traj.thetas).values()
+    )
     bound = math.sqrt(delta) / np.linalg.norm(traj.theta_final)
     assert_limit_balanced(case.network, traj.theta_tilde, rtol=1e-9 + 1.01 * bound)
 
@@ -91,8 +93,9 @@ def test_balance_checker_catches_a_flow_with_a_flipped_layer():
         g[4:] *= -1.0
         return g
 
-    sol = solve_ivp(wrong, (0, 3.0), theta0, rtol=1e-12, atol=1e-12,
-                    t_eval=np.linspace(0, 3.0, 20))
+    sol = solve_ivp(
+        wrong, (0, 3.0), theta0, rtol=1e-12, atol=1e-12, t_eval=np.linspace(0, 3.0, 20)
+    )
     with pytest.raises(AssertionError, match="drift"):
         assert_balanced(net, sol.y.T, rtol=1e-6)
     assert math.isfinite(sol.y.sum())
