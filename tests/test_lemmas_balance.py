@@ -11,7 +11,13 @@ import pytest
 from hypothesis import event, given, note, reject, settings
 
 from invariants.balance import assert_balanced, assert_limit_balanced, balance_drifts
-from invariants.flow import KinkSlidingError, StationaryPointError, simulate
+from invariants.casefile import Case
+from invariants.flow import (
+    FlowError,
+    KinkSlidingError,
+    StationaryPointError,
+    simulate,
+)
 from strategies import architectures, training_cases
 
 # Far-out simulations are the expensive part of the suite; a target of 1e6 already
@@ -31,6 +37,11 @@ def run(case):
         # Some initialisations never fit (a balanced depth-2 start with w v < 0 falls
         # into the origin): GF has no limit direction, so no lemma about one applies.
         event("GF never fits: stationary or falls into the origin")
+        reject()
+    except FlowError:
+        # Known shortcoming: the stiff phase can exhaust its budget (see README,
+        # Known issues, and the strict xfail below that pins one such case).
+        event("simulator budget exhausted in the stiff phase")
         reject()
 
 
@@ -99,3 +110,37 @@ def test_balance_checker_catches_a_flow_with_a_flipped_layer():
     with pytest.raises(AssertionError, match="drift"):
         assert_balanced(net, sol.y.T, rtol=1e-6)
     assert math.isfinite(sol.y.sum())
+
+
+STIFF_BUDGET_CASE = Case.from_dict(
+    {
+        "network": {
+            "family": "index_maps",
+            "layers": [[[2, 0], [1, 2]], [[0, 1]]],
+            "activation": "linear",
+        },
+        "X": [
+            [-0.8123255453397631, 0.0],
+            [-0.9288356366495281, 0.0],
+            [0.2500000000000003, 0.1156971508547936],
+            [2.4015520963602004, 1.1114109407129265],
+        ],
+        "y": [1, 1, 1, 1],
+        "theta0": [
+            0.28717477445798484,
+            1.676389874745996,
+            0.40982050431559836,
+            -1.3908784136236465,
+            -1.0612080133080177,
+        ],
+        "loss": "exponential",
+    }
+)
+
+
+@pytest.mark.xfail(strict=True, raises=FlowError, reason="stiff phase budget: known")
+def test_shared_linear_case_found_by_the_balance_property():
+    """Found by test_layer_balance_holds_along_gradient_flow in CI: the Radau phase
+    spends 30,000 evaluations before log||theta|| = 8.1 on this shared-weight case."""
+    traj = simulate(STIFF_BUDGET_CASE, target_norm=TARGET, max_evaluations=30_000)
+    assert_balanced(STIFF_BUDGET_CASE.network, traj.thetas, rtol=1e-6)
