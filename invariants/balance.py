@@ -23,7 +23,7 @@ Why the laws hold for more than plain GF. Layer by layer, and neuron by neuron
 without sharing, <u, dq_i/du> is the same for both sides of each law (Euler's
 identity, with sigma'(z) z = sigma(z) for every Clarke selection at z = 0). So any
 velocity sum_i c_i grad q_i conserves them, whatever the c_i >= 0 and whatever the
-positive change of time: the simulator's normalised weights, its sharpness cap and
+positive change of time: the simulator's normalised weights, its sliding limit and
 its sliding-mode velocity all keep them. A KKT polish that jumps to a solution does
 not move along a flow; checkpoints it produced are not a path to judge.
 

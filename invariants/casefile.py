@@ -18,7 +18,7 @@ from invariants import networks
 from invariants.networks import Network
 from invariants.validation import check_dataset, check_loss, check_theta
 
-__all__ = ["Case", "network_from_spec", "network_to_spec"]
+__all__ = ["Case", "CaseError", "network_from_spec", "network_to_spec"]
 
 
 class CaseError(ValueError):
@@ -86,6 +86,11 @@ class Case:
     def __repr__(self) -> str:
         return f"Case.from_dict({self.to_dict()!r})"
 
+    def _repr_pretty_(self, printer, cycle) -> None:
+        # Hypothesis prints through this protocol; without it a failing example shows
+        # the arrays with numpy's eight digits and cannot be pasted back.
+        printer.text(repr(self))
+
 
 def _float_array(value, name: str) -> np.ndarray:
     try:
@@ -147,6 +152,21 @@ def network_to_spec(net: Network) -> dict:
         spec = {"family": "fully_connected", "widths": list(net.widths)}
     elif net.family == "diagonal":
         spec = {"family": "diagonal", "dim": net.input_dim, "depth": net.depth}
+    elif net.family == "convolutional":
+        first = net.index_maps[0]
+        starts = [int(np.flatnonzero(row >= 0)[0]) for row in first]
+        spec = {
+            "family": "convolutional",
+            "input_dim": net.input_dim,
+            "kernel_size": int(np.sum(first[0] >= 0)),
+            "stride": starts[1] - starts[0] if len(starts) > 1 else 1,
+            "depth": net.depth,
+        }
+    elif net.family == "no_share":
+        spec = {
+            "family": "no_share",
+            "masks": [(P >= 0).tolist() for P in net.index_maps],
+        }
     spec["activation"] = net.activation
     if spec["family"] != "index_maps":
         rebuilt = network_from_spec(spec)

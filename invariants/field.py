@@ -27,7 +27,7 @@ from invariants.ldp import least_distance
 from invariants.losses import log_loss, loss_weights
 from invariants.networks import Network
 
-__all__ = ["Field", "StationaryPointError", "KinkSlidingError", "find_kink"]
+__all__ = ["Field", "KinkSlidingError", "StationaryPointError", "find_kink"]
 
 # A margin further than this above the smallest, in units of q(theta), carries a loss
 # weight below e^-36 ~ 2e-16 relative: invisible in double precision.
@@ -106,26 +106,25 @@ class Field:
 
     # -- log-norm clock, for the far regime ------------------------------------------
 
-    def sharpness(self, s: float, s_cap: float) -> float:
-        """The factor e^{m s} that turns q(phi) into q(theta), held at e^{m s_cap}
-        beyond s_cap (see `flow` for why and how much that moves the path)."""
-        return float(np.exp(self.m * min(s, s_cap)))
+    def sharpness(self, s: float) -> float:
+        """The factor e^{m s} that turns q(phi) into q(theta)."""
+        return float(np.exp(self.m * s))
 
     def _weights(self, q_phi, K):
         z = K * q_phi
         return loss_weights(z, self.loss), z
 
-    def log_norm_velocity(self, s: float, phi: np.ndarray, s_cap: float) -> np.ndarray:
+    def log_norm_velocity(self, s: float, phi: np.ndarray) -> np.ndarray:
         q, J = self.margins_and_jacobian(phi)
-        p, _ = self._weights(q, self.sharpness(s, s_cap))
+        p, _ = self._weights(q, self.sharpness(s))
         G = J.T @ p
         return (phi @ phi) / (phi @ G) * G - phi
 
-    def log_norm_jacobian(self, s: float, phi: np.ndarray, s_cap: float) -> np.ndarray:
+    def log_norm_jacobian(self, s: float, phi: np.ndarray) -> np.ndarray:
         """d(velocity)/d(phi). The stiff term K J^T (diag p - p p^T) diag(a') J is
         exact; the curvature term sum_i p_i Hess q_i, of order one, is a forward
         difference of J^T p with p frozen."""
-        K = self.sharpness(s, s_cap)
+        K = self.sharpness(s)
         q, J = self.margins_and_jacobian(phi)
         p, z = self._weights(q, K)
         G = J.T @ p

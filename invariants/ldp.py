@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import nnls
 
-__all__ = ["LeastDistance", "least_distance", "InfeasibleError", "SolverCheckError"]
+__all__ = ["InfeasibleError", "LeastDistance", "SolverCheckError", "least_distance"]
 
 
 class InfeasibleError(ValueError):

@@ -15,7 +15,7 @@ from scipy.special import logsumexp, softmax
 
 from invariants.validation import check_loss
 
-__all__ = ["log_loss", "loss_weights", "log_loss_threshold", "log_neg_derivative"]
+__all__ = ["log_loss", "log_loss_threshold", "log_neg_derivative", "loss_weights"]
 
 
 def log_neg_derivative(q: np.ndarray, loss: str) -> np.ndarray:

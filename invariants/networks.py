@@ -13,6 +13,7 @@ and decides for itself.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,8 +26,8 @@ from invariants.validation import (
 )
 
 __all__ = [
-    "Network",
     "Forward",
+    "Network",
     "convolutional",
     "diagonal",
     "from_index_maps",
@@ -115,7 +116,7 @@ class Network:
     def layer_slices(self) -> tuple[slice, ...]:
         """Where u^(l) sits inside theta."""
         ends = np.cumsum((0,) + self._layer_sizes)
-        return tuple(slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:]))
+        return tuple(slice(int(a), int(b)) for a, b in itertools.pairwise(ends))
 
     @property
     def shares_weights(self) -> bool:
@@ -267,6 +268,9 @@ class Network:
             f"family={self.family!r})"
         )
 
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(repr(self))
+
 
 # -- constructors ----------------------------------------------------------------------
 
@@ -281,7 +285,7 @@ def from_index_maps(
 def fully_connected(widths, activation: Activation = "relu") -> Network:
     """Dense layers d_0 -> d_1 -> ... -> d_m = 1; u^(l) is W^(l) read row by row."""
     widths = _check_widths(widths, "widths")
-    maps = [np.arange(b * a).reshape(b, a) for a, b in zip(widths[:-1], widths[1:])]
+    maps = [np.arange(b * a).reshape(b, a) for a, b in itertools.pairwise(widths)]
     return Network(tuple(maps), activation, "fully_connected")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_activation", "check_dataset", "check_theta", "check_loss"]
+__all__ = ["check_activation", "check_dataset", "check_loss", "check_theta"]
 
 ACTIVATIONS = ("relu", "linear")
 LOSSES = ("exponential", "logistic")

@@ -11,9 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from invariants.casefile import Case
-
-__all__ = ["Dataset", "ExactArray", "PrintedCase", "exact"]
+__all__ = ["Dataset", "ExactArray", "exact"]
 
 
 class ExactArray(np.ndarray):
@@ -47,18 +45,6 @@ class Dataset(NamedTuple):
 
     def __repr__(self) -> str:
         return f"Dataset(X={self.X!r}, y={self.y!r})"
-
-    def _repr_pretty_(self, printer, cycle) -> None:
-        printer.text(repr(self))
-
-
-class PrintedCase(Case):
-    """A `Case` that Hypothesis prints with its exact repr, ``Case.from_dict({...})``.
-
-    Hypothesis' pretty-printer shows a dataclass field by field, and numpy arrays with
-    eight digits, unless the object has `_repr_pretty_`. Drop this subclass once
-    `invariants.casefile.Case` defines `_repr_pretty_` itself.
-    """
 
     def _repr_pretty_(self, printer, cycle) -> None:
         printer.text(repr(self))

@@ -37,7 +37,7 @@ from invariants.casefile import Case
 from invariants.networks import Network
 from invariants.validation import LOSSES
 from strategies import _teachers
-from strategies._printing import Dataset, PrintedCase, exact
+from strategies._printing import Dataset, exact
 from strategies._validation import (
     check_choice,
     check_integer,
@@ -265,4 +265,4 @@ def _cases(draw, networks, losses, init_kinds, **dataset_options) -> Case:
     event(f"family: {network.family}")
     event(f"depth: {network.depth}")
     note(f"network: {network.describe()}")
-    return PrintedCase(network, dataset.X, dataset.y, theta0, loss)
+    return Case(network, dataset.X, dataset.y, theta0, loss)

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from invariants.casefile import Case
 from invariants.field import Field
 from invariants.flow import (
     FlowError,
     KinkSlidingError,
     StationaryPointError,
     gradient_flow,
+    simulate,
 )
 from invariants.losses import loss_weights
 from invariants.networks import convolutional, diagonal, fully_connected
@@ -185,20 +187,24 @@ def test_bad_options(kwargs, message):
         gradient_flow(network, [[1.0, 2.0]], [1.0], np.ones(4), **kwargs)
 
 
+KINK_CASE = {
+    "network": {"family": "fully_connected", "widths": [3, 3, 1], "activation": "relu"},
+    "X": [
+        [-0.76, 0.184, -0.44],
+        [0.77, 1.015, -0.148],
+        [-1.49, 1.384, 1.083],
+        [-0.299, 2.108, -0.349],
+        [-1.137, -0.156, 1.078],
+    ],
+    "y": [1, 1, 1, 1, -1],
+    "theta0": [-1.0, 1.645, -0.94, 0.746, -0.397, 0.529, 0.132, -0.371, 0.434, 0.531,
+               -0.324, -1.259],
+}  # fmt: skip
+
+
 def test_kink_sliding_is_named_not_silently_wrong():
-    """A case whose GF slides along a ReLU kink: the simulator names the kink."""
-    network, seed = fully_connected([3, 3, 1], "relu"), 0
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(5, 3))
-    # Found by a random search (see the closing note of the foundation issue):
-    # the input to a hidden neuron on one sample is held at zero by the flow.
-    teacher = np.array([0.3, -1.2, 0.8, 1.1, 0.4, -0.6, -0.9, 0.2, 1.3, 0.7, -1.0, 0.9])
-    y = np.where(network.outputs(teacher, X) > 0, 1.0, -1.0)
-    theta0 = 0.5 * teacher + 0.3 * rng.normal(size=12)
-    try:
-        traj = gradient_flow(network, X, y, theta0, max_evaluations=20000)
-    except KinkSlidingError as exc:
-        assert "neuron" in str(exc) and "sample" in str(exc)
-    else:
-        # If this case does not slide, its limit must still be a valid point.
-        assert np.min(network.margins(traj.theta_tilde, X, y)) == pytest.approx(1.0)
+    """Found by a random sweep: GF holds the input to neuron 1 on sample 1 at zero.
+    Until sliding on kinks is integrated, the simulator must say so, by name."""
+    case = Case.from_dict(KINK_CASE)
+    with pytest.raises(KinkSlidingError, match="neuron 1 of layer 1 on sample 1"):
+        simulate(case, max_evaluations=20_000)

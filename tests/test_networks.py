@@ -106,7 +106,7 @@ def test_layer_views_follow_the_public_parameter_order():
     W1, W2 = net.weight_matrices(theta)
     np.testing.assert_array_equal(W1, [[0, 1], [2, 3]])
     np.testing.assert_array_equal(W2, [[4, 5]])
-    u1, u2 = net.layer_parameters(theta)
+    u1, _ = net.layer_parameters(theta)
     np.testing.assert_array_equal(u1, [0, 1, 2, 3])
 
 
