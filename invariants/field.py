@@ -27,7 +27,13 @@ from invariants.ldp import least_distance
 from invariants.losses import log_loss, loss_weights
 from invariants.networks import Network
 
-__all__ = ["Field", "KinkSlidingError", "StationaryPointError", "find_kink"]
+__all__ = [
+    "Field",
+    "FlowError",
+    "KinkSlidingError",
+    "StationaryPointError",
+    "find_kink",
+]
 
 # A margin further than this above the smallest, in units of q(theta), carries a loss
 # weight below e^-36 ~ 2e-16 relative: invisible in double precision.
@@ -42,7 +48,12 @@ class StationaryPointError(RuntimeError):
     """GF does not move: the loss-weighted gradient is exactly zero."""
 
 
-class KinkSlidingError(RuntimeError):
+class FlowError(RuntimeError):
+    """The simulator could not follow GF to the requested point; the message says why
+    and what was reached."""
+
+
+class KinkSlidingError(FlowError):
     """GF slides along a ReLU kink (a pre-activation held at zero), which the
     simulator does not integrate yet."""
 

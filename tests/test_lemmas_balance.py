@@ -39,9 +39,9 @@ def run(case):
         event("GF never fits: stationary or falls into the origin")
         reject()
     except FlowError:
-        # Known shortcoming: the stiff phase can exhaust its budget (see README,
-        # Known issues, and the strict xfail below that pins one such case).
-        event("simulator budget exhausted in the stiff phase")
+        # The stiff phase can still exhaust its budget on some case (see README,
+        # Known issues); counted, so that it shows in the statistics.
+        event("simulator budget exhausted")
         reject()
 
 
@@ -138,9 +138,9 @@ STIFF_BUDGET_CASE = Case.from_dict(
 )
 
 
-@pytest.mark.xfail(strict=True, raises=FlowError, reason="stiff phase budget: known")
 def test_shared_linear_case_found_by_the_balance_property():
-    """Found by test_layer_balance_holds_along_gradient_flow in CI: the Radau phase
-    spends 30,000 evaluations before log||theta|| = 8.1 on this shared-weight case."""
+    """Found by test_layer_balance_holds_along_gradient_flow in CI: with Radau the
+    stiff phase spent 30,000 evaluations before log||theta|| = 8.1 on this shared
+    case; BDF needs about 5,000 to ||theta|| = 1e8. Kept as a regression."""
     traj = simulate(STIFF_BUDGET_CASE, target_norm=TARGET, max_evaluations=30_000)
     assert_balanced(STIFF_BUDGET_CASE.network, traj.thetas, rtol=1e-6)
