@@ -54,8 +54,8 @@ class FlowError(RuntimeError):
 
 
 class KinkSlidingError(FlowError):
-    """GF slides along a ReLU kink (a pre-activation held at zero), which the
-    simulator does not integrate yet."""
+    """The simulator failed while the path sat on a ReLU kink (a pre-activation at
+    zero); the message names the kink."""
 
 
 def find_kink(network: Network, theta: np.ndarray, X: np.ndarray, rel_tol=1e-6):
@@ -90,16 +90,16 @@ class Field:
         self.jacobian_evaluations = 0
         self.last_point = None
 
-    def margins_and_jacobian(self, theta: np.ndarray):
+    def margins_and_jacobian(self, theta: np.ndarray, slopes=None):
         self.jacobian_evaluations += 1
         self.last_point = theta
-        return self.network.unchecked_margin_jacobian(theta, self.X, self.y)
+        return self.network.unchecked_margin_jacobian(theta, self.X, self.y, slopes)
 
     # -- arc-length clock, for the fitting phase ---------------------------------------
 
-    def unit_velocity(self, theta: np.ndarray) -> np.ndarray:
+    def unit_velocity(self, theta: np.ndarray, slopes=None) -> np.ndarray:
         """F / ||F||: GF's path traced at unit speed."""
-        q, J = self.margins_and_jacobian(theta)
+        q, J = self.margins_and_jacobian(theta, slopes)
         F = J.T @ loss_weights(q, self.loss)
         norm = float(np.linalg.norm(F))
         # Below this relative size the unit direction is rounding noise: GF has come
@@ -125,18 +125,18 @@ class Field:
         z = K * q_phi
         return loss_weights(z, self.loss), z
 
-    def log_norm_velocity(self, s: float, phi: np.ndarray) -> np.ndarray:
-        q, J = self.margins_and_jacobian(phi)
+    def log_norm_velocity(self, s: float, phi: np.ndarray, slopes=None) -> np.ndarray:
+        q, J = self.margins_and_jacobian(phi, slopes)
         p, _ = self._weights(q, self.sharpness(s))
         G = J.T @ p
         return (phi @ phi) / (phi @ G) * G - phi
 
-    def log_norm_jacobian(self, s: float, phi: np.ndarray) -> np.ndarray:
+    def log_norm_jacobian(self, s: float, phi: np.ndarray, slopes=None) -> np.ndarray:
         """d(velocity)/d(phi). The stiff term K J^T (diag p - p p^T) diag(a') J is
         exact; the curvature term sum_i p_i Hess q_i, of order one, is a forward
         difference of J^T p with p frozen."""
         K = self.sharpness(s)
-        q, J = self.margins_and_jacobian(phi)
+        q, J = self.margins_and_jacobian(phi, slopes)
         p, z = self._weights(q, K)
         G = J.T @ p
         P = phi.size
@@ -149,7 +149,7 @@ class Field:
         for k in range(P):
             shifted = phi.copy()
             shifted[k] += h
-            _, Jk = self.margins_and_jacobian(shifted)
+            _, Jk = self.margins_and_jacobian(shifted, slopes)
             dG[:, k] += (Jk.T @ p - G) / h
 
         a = phi @ G
@@ -181,7 +181,7 @@ class Field:
     def layer_width(self, s: float, q_min: float, rel_tol: float) -> float:
         return max(BOUNDARY_LAYER * math.exp(-self.m * s), rel_tol * abs(q_min))
 
-    def sliding_velocity(self, phi: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def sliding_velocity(self, phi: np.ndarray, active: np.ndarray, slopes=None):
         """The field in the limit of infinite sharpness, on the active set `active`.
 
         The weights saturate into a hard minimum and the flow slides along the surface
@@ -190,11 +190,13 @@ class Field:
         the minimal-norm point of conv{g_i : i active}, which is the least-distance
         point of {d : g_i . d >= c} up to scale; only the direction of G matters here.
         """
-        q, J = self.margins_and_jacobian(phi)
+        q, J = self.margins_and_jacobian(phi, slopes)
         # phi itself meets g_i . d >= m q_min (Euler's identity g_i . phi = m q_i), so
         # this right-hand side keeps the problem feasible and ||d|| <= ||phi||.
         q_min = float(np.min(q[active]))
         if not q_min > 0:
-            raise FloatingPointError(f"active margins must stay positive, got {q_min}")
+            # Only a trial stage of a too-long step lands here (GF keeps every margin
+            # positive): NaN makes the stepper reject the step and shorten it.
+            return np.full_like(phi, np.nan)
         G = least_distance(J[active], np.full(active.size, self.m * q_min)).d
         return (phi @ phi) / (phi @ G) * G - phi

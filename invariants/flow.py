@@ -20,6 +20,10 @@ same curve with three clocks, each a positive change of time:
    at 1e6 against one at 1e8 differed by 6.6e-15 to 4.2e-9 in direction at 1e6
    (`benchmarks/bench_sliding_switch.py`).
 
+ReLU kinks. Every phase runs through `invariants.driver`, which stops a step where an
+input to a neuron changes sign, and pins the kink when GF is pushed onto it from both
+sides (see `invariants.kinks`): no step straddles a jump of the field.
+
 Checkpoints are recorded at every accepted step of the fitting phase (thinned to at
 most `max_fit_checkpoints`) and at `checkpoints_per_e` points per unit of log||theta||
 after it, so memory grows like log||theta_final||.
@@ -34,9 +38,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from invariants.casefile import Case
+from invariants.driver import Event, IntegrationFailed, KinkState, integrate
 from invariants.field import (
     Field,
     FlowError,
@@ -163,16 +167,17 @@ def gradient_flow(
     started = time.perf_counter()
     fld = Field(network, X, y, loss)
     budget = _Budget(fld, max_evaluations)
+    kinks = KinkState(network, X)
 
     with _naming_kinks(fld):
         # 1. Fit: arc-length clock until the loss threshold.
-        fit_thetas, fit_steps = _fit(fld, theta0, loss, rtol, max_fit_length, budget)
+        fit_thetas, fit_steps = _fit(
+            fld, theta0, loss, rtol, max_fit_length, budget, kinks
+        )
         fit_thetas = _thin(fit_thetas, max_fit_checkpoints)
         s0 = float(np.log(np.linalg.norm(fit_thetas[-1])))
         s_target = float(np.log(target_norm))
-        log.info(
-            "fit phase done: ||theta|| = %.4g after %d steps", math.exp(s0), fit_steps
-        )
+        log.info("fit phase done: ||theta|| = %.4g, steps %s", math.exp(s0), fit_steps)
 
         # 2. Far regime: log-norm clock, stiff and then sliding.
         phi0 = fit_thetas[-1] / np.linalg.norm(fit_thetas[-1])
@@ -180,7 +185,7 @@ def gradient_flow(
         if s_target > s0:
             far_s, far_phi, far_steps = _far(
                 fld, phi0, s0, s_target, sliding_margin, rtol, checkpoints_per_e,
-                active_tol, budget,
+                active_tol, budget, kinks,
             )  # fmt: skip
 
     # 3. The limit candidate: the final direction with its smallest margin at 1.
@@ -202,7 +207,13 @@ def gradient_flow(
         log_norm=float(far_s[-1]),
         theta_tilde=theta_tilde,
         jacobian_evaluations=fld.jacobian_evaluations,
-        steps={"fit": fit_steps, **far_steps},
+        steps={
+            **fit_steps,
+            **far_steps,
+            "kinks_pinned": kinks.pins,
+            "kinks_released": kinks.releases,
+            "kinks_crossed": kinks.crossings,
+        },
         seconds=time.perf_counter() - started,
         settings={
             "target_norm": target_norm,
@@ -222,9 +233,8 @@ def simulate(case: Case, **options) -> Trajectory:
 
 @contextmanager
 def _naming_kinks(fld: Field):
-    """Turn a step collapse into KinkSlidingError when a ReLU kink explains it: an
-    integrator that steps across an attracting kink chatters there, and the kink,
-    not the step size, is the actionable cause."""
+    """When the integrator fails next to a ReLU kink, say which one: an unresolved
+    kink, not the step size, is then the actionable cause."""
     try:
         yield
     except FlowError as exc:
@@ -234,9 +244,8 @@ def _naming_kinks(fld: Field):
             raise
         l, a, i, rel = kink
         raise KinkSlidingError(
-            f"{exc}. Cause: GF slides along a ReLU kink: the input to neuron {a} of "
-            f"layer {l} on sample {i} stays at zero (|z| = {rel:.2g} relative). "
-            "Filippov sliding on kinks is not integrated yet (known limitation)"
+            f"{exc}. The path was at a ReLU kink: the input to neuron {a} of layer "
+            f"{l} on sample {i} is zero (|z| = {rel:.2g} relative)"
         ) from exc
 
 
@@ -252,7 +261,7 @@ class _Budget:
             )
 
 
-def _fit(fld: Field, theta0, loss, rtol, max_length, budget):
+def _fit(fld: Field, theta0, loss, rtol, max_length, budget, kinks):
     threshold = log_loss_threshold(loss)
     # Enter the far regime with a little room below the threshold, so that every
     # margin is positive with a margin to spare rather than by rounding.
@@ -264,166 +273,135 @@ def _fit(fld: Field, theta0, loss, rtol, max_length, budget):
         )
 
     if current_log_loss(theta0) < goal:
-        return theta0[None, :], 0
+        return theta0[None, :], {}
     if max_length is None:
         max_length = 100.0 * (1.0 + float(np.linalg.norm(theta0)))
-
     start = float(np.linalg.norm(theta0))
 
-    def rhs(_, theta):
-        size = float(np.linalg.norm(theta))
-        budget.check("fit", f"||theta|| = {size:.4g}")
+    def velocity(_, theta, slopes):
         # The origin is a critical point of every homogeneous network (m >= 2); a
         # path that shrinks towards it has no direction to converge to.
+        size = float(np.linalg.norm(theta))
         if fld.m >= 2 and size < ORIGIN_TOL * start:
             raise StationaryPointError(
                 f"GF converges to the origin (||theta|| = {size:.3g} from {start:.3g}):"
                 " this initialisation never fits the data"
             )
-        return fld.unit_velocity(theta)
+        return fld.unit_velocity(theta, slopes)
 
-    def below_threshold(_, theta):
-        return current_log_loss(theta) - goal
-
-    below_threshold.terminal = True
-    below_threshold.direction = -1
-    sol = solve_ivp(
-        rhs,
-        (0.0, max_length),
-        theta0,
-        method="DOP853",
-        rtol=rtol,
-        atol=rtol,
-        events=below_threshold,
-    )
-    if sol.status == -1:
-        raise FlowError(f"fit phase failed: {sol.message}")
-    if sol.status == 0:
+    stats = {}
+    threshold_event = Event("threshold", lambda _, th: current_log_loss(th) - goal, -1)
+    _, theta, reached, recorded = _integrate(
+        "DOP853", velocity, 0.0, theta0, max_length, rtol, kinks, budget, "fit",
+        events=[threshold_event], every_step=True, stats=stats,
+    )  # fmt: skip
+    if reached is None:
         raise FlowError(
             f"the loss did not fall below the threshold of Theorem 2.1 within arc "
-            f"length {max_length:.4g}: log L = {current_log_loss(sol.y[:, -1]):.6g} > "
+            f"length {max_length:.4g}: log L = {current_log_loss(theta):.6g} > "
             f"{threshold:.6g}. GF may converge to a point that does not fit the data "
             "(dead ReLUs), or need a longer max_fit_length"
         )
-    thetas = np.concatenate([sol.y[:, :-1].T, sol.y_events[0]])
-    return thetas, int(sol.t.size - 1)
+    thetas = [theta0] + [th for _, th in recorded] + [theta]
+    return np.asarray(thetas), {"fit": stats.get("steps", 0)}
 
 
-def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget):
+def _integrate(
+    method, velocity, t0, y0, t_bound, rtol, kinks, budget, where, **options
+):
+    def check(t, y):
+        budget.check(where, f"clock {t:.4g}")
+
+    try:
+        return integrate(
+            method,
+            velocity,
+            t0,
+            y0,
+            t_bound,
+            rtol=rtol,
+            atol=rtol,
+            kinks=kinks,
+            budget=check,
+            **options,
+        )
+    except IntegrationFailed as exc:
+        raise FlowError(f"{where} phase failed: {exc}") from None
+
+
+def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget, kinks):
     count = max(2, math.ceil((s_target - s0) * per_e) + 1)
     grid = np.linspace(s0, s_target, count)
     m = fld.m
 
     # 2a. Finite sharpness: the exact field, stiff, with BDF.
-    def rhs(s, phi):
-        budget.check("far", f"log||theta|| = {s:.4g}")
-        return fld.log_norm_velocity(s, phi)
-
-    def jac(s, phi):
-        return fld.log_norm_jacobian(s, phi)
-
     def sharp(s, phi):
         q = fld.network.unchecked_margin_jacobian(phi, fld.X, fld.y)[0]
         return m * s + math.log(max(float(np.min(q)), 1e-300)) - math.log(switch)
 
-    sharp.terminal = True
-    sharp.direction = 1
-    sol = solve_ivp(
-        rhs,
-        (s0, s_target),
-        phi0,
-        method=STIFF_METHOD,
-        jac=jac,
-        rtol=rtol * STIFF_RTOL_FACTOR,
-        atol=rtol * STIFF_RTOL_FACTOR,
-        t_eval=grid,
-        events=sharp,
-    )
-    if sol.status == -1:
-        raise FlowError(
-            f"far-regime integration stopped at log||theta|| = {sol.t[-1]:.6g}: "
-            f"{sol.message}"
-        )
-    ss, phis, steps = list(sol.t), list(sol.y.T), {"stiff": int(sol.nfev)}
-    if sol.status == 0:
+    stats = {}
+    s1, phi1, reached, recorded = _integrate(
+        STIFF_METHOD, fld.log_norm_velocity, s0, phi0, s_target,
+        rtol * STIFF_RTOL_FACTOR, kinks, budget, "stiff",
+        jac=fld.log_norm_jacobian, events=[Event("switch", sharp, +1)], grid=grid,
+        stats=stats,
+    )  # fmt: skip
+    ss = [s0] + [t for t, _ in recorded]
+    phis = [phi0] + [y for _, y in recorded]
+    steps = {"stiff": stats.get("steps", 0)}
+    if reached is None:
         return np.asarray(ss), np.asarray(phis), steps
 
     # 2b. Past the switch: the sliding limit, smooth and non-stiff. The active set is
     # frozen over each segment (a set re-read at every stage would chatter at the
     # scale of the step error) and a segment ends when an outside margin comes
     # within the boundary layer of the smallest active one.
-    s1, phi1 = float(sol.t_events[0][0]), sol.y_events[0][0]
     if ss[-1] < s1:
         ss.append(s1)
         phis.append(phi1)
     steps["switch_log_norm"] = s1
-    steps["sliding"] = 0
-    steps["segments"] = 0
+    stats = {}
     active = None
+    segments = 0
     while s1 < s_target:
-        s1, phi1, active = _slide_segment(
-            fld,
-            s1,
-            phi1,
-            s_target,
-            grid,
-            rtol,
-            active_tol,
-            active,
-            budget,
-            ss,
-            phis,
-            steps,
-        )
+        s1, phi1, active, recorded = _slide_segment(
+            fld, s1, phi1, s_target, grid, rtol, active_tol, active, budget, kinks,
+            stats,
+        )  # fmt: skip
+        ss.extend(t for t, _ in recorded)
+        phis.extend(y for _, y in recorded)
+        segments += 1
+    if ss[-1] < s1:
+        ss.append(s1)
+        phis.append(phi1)
+    steps.update(sliding=stats.get("steps", 0), segments=segments)
     return np.asarray(ss), np.asarray(phis), steps
 
 
 def _slide_segment(
-    fld, s1, phi1, s_target, grid, rtol, active_tol, previous, budget, ss, phis, steps
+    fld, s1, phi1, s_target, grid, rtol, active_tol, previous, budget, kinks, stats
 ):
     q1 = fld.network.unchecked_margin_jacobian(phi1, fld.X, fld.y)[0]
     active = fld.active_set(s1, q1, active_tol, previous)
     outside = np.setdiff1d(np.arange(q1.size), active)
 
-    def slide(s, phi):
-        budget.check("sliding", f"log||theta|| = {s:.4g}")
-        return fld.sliding_velocity(phi, active)
+    def velocity(s, phi, slopes):
+        return fld.sliding_velocity(phi, active, slopes)
 
     def joins(s, phi):
         q = fld.network.unchecked_margin_jacobian(phi, fld.X, fld.y)[0]
         q_min = float(np.min(q[active]))
         return float(np.min(q[outside]) - q_min) - fld.layer_width(s, q_min, active_tol)
 
-    joins.terminal = True
-    joins.direction = -1
+    events = [Event("joins", joins, -1)] if outside.size else []
     # Re-read the active set at least once per unit of log-norm, so margins that
     # left the boundary layer stop counting.
     end = min(s_target, s1 + 1.0)
-    rest = grid[(grid > s1) & (grid <= end)]
-    sol = solve_ivp(
-        slide,
-        (s1, end),
-        phi1,
-        method="DOP853",
-        rtol=rtol,
-        atol=rtol,
-        t_eval=np.union1d(rest, [end]),
-        events=joins if outside.size else None,
-    )
-    if sol.status == -1:
-        raise FlowError(
-            f"sliding-regime integration stopped at log||theta|| = {sol.t[-1]:.6g}: "
-            f"{sol.message}"
-        )
-    steps["sliding"] += int(sol.nfev)
-    steps["segments"] += 1
-    t = np.asarray(sol.t, dtype=float)
-    on_grid = np.isin(t, rest)
-    ss.extend(t[on_grid])
-    phis.extend(np.asarray(sol.y).reshape(phi1.size, -1).T[on_grid])
-    if sol.status == 1:
-        return float(sol.t_events[0][0]), sol.y_events[0][0], active
-    return end, sol.y[:, -1], active
+    s_end, phi_end, _, recorded = _integrate(
+        "DOP853", velocity, s1, phi1, end, rtol, kinks, budget, "sliding",
+        events=events, grid=grid, stats=stats,
+    )  # fmt: skip
+    return s_end, phi_end, active, recorded
 
 
 def _thin(thetas: np.ndarray, most: int) -> np.ndarray:

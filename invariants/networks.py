@@ -212,21 +212,45 @@ class Network:
         theta = check_theta(theta, self.num_parameters)
         return self.unchecked_margin_jacobian(theta, X, y)
 
-    def unchecked_margin_jacobian(self, theta, X, y, relu_slope_at_zero=None):
+    def unchecked_margin_jacobian(self, theta, X, y, slopes=None):
         """`margin_jacobian` without argument checks, for inner loops.
 
-        `relu_slope_at_zero`, if given, is a list over hidden layers of (n, d_l)
-        arrays: the value used for ReLU' where a pre-activation is exactly 0 (a
-        Clarke selection); by default 0.
+        `slopes`, if given, maps (layer, sample, neuron) to the value used for ReLU'
+        at that pre-activation instead of 0 or 1: a Clarke selection at a kink the
+        caller holds at zero, whatever the sign rounding gives it.
         """
         Ws = self._weights(theta)
-        fwd = self._forward(theta, X, Ws)
-        Zs = fwd.preactivations
-        n = X.shape[0]
-        q = y * fwd.outputs
-        J = np.empty((n, self.num_parameters))
+        Zs = self._forward(theta, X, Ws).preactivations
+        q = y * Zs[-1][:, 0]
         G = y[:, None].astype(float)
-        for l in range(self.depth, 0, -1):
+        return q, self._backprop(Ws, X, Zs, self.depth, G, slopes, np.arange(len(X)))
+
+    def preactivation_gradients(self, theta, X, kinks, slopes=None):
+        """Values z_k and gradients dz_k/dtheta (K, P) of hidden pre-activations.
+
+        `kinks` lists (layer, sample, neuron) with layers counted from 1; `slopes`
+        as in `unchecked_margin_jacobian` (it matters from depth 3 on, where a
+        pre-activation depends on earlier kinks of the same sample).
+        """
+        Ws = self._weights(theta)
+        values = np.empty(len(kinks))
+        grads = np.empty((len(kinks), self.num_parameters))
+        for k, (l, i, a) in enumerate(kinks):
+            x = X[i : i + 1]
+            Zs = self._forward(theta, x, Ws).preactivations
+            values[k] = Zs[l - 1][0, a]
+            seed = np.zeros((1, self.widths[l]))
+            seed[0, a] = 1.0
+            grads[k] = self._backprop(Ws, x, Zs, l, seed, slopes, np.array([i]))[0]
+        return values, grads
+
+    def _backprop(self, Ws, X, Zs, top, G, slopes, samples):
+        """Rows d(G . Z_top)/dtheta: backpropagation from layer `top` down, with a
+        scatter-add onto each layer's parameters (tied entries accumulate)."""
+        n = X.shape[0]
+        J = np.zeros((n, self.num_parameters))
+        rows = {int(i): r for r, i in enumerate(samples)} if slopes else {}
+        for l in range(top, 0, -1):
             H_prev = X if l == 1 else self._sigma(Zs[l - 2])
             per_entry = (G[:, :, None] * H_prev[:, None, :]).reshape(n, -1)
             sl = self.layer_slices[l - 1]
@@ -238,11 +262,12 @@ class Network:
                 J[:, sl] = per_entry[:, scatter]
             if l > 1:
                 slope = self._sigma_prime(Zs[l - 2])
-                if relu_slope_at_zero is not None and self.activation == "relu":
-                    kink = Zs[l - 2] == 0.0
-                    slope = np.where(kink, relu_slope_at_zero[l - 2], slope)
+                if slopes and self.activation == "relu":
+                    for (kl, ki, ka), value in slopes.items():
+                        if kl == l - 1 and ki in rows:
+                            slope[rows[ki], ka] = value
                 G = (G @ Ws[l - 1]) * slope
-        return q, J
+        return J
 
     def _sigma(self, Z: np.ndarray) -> np.ndarray:
         return np.maximum(Z, 0.0) if self.activation == "relu" else Z

@@ -1,0 +1,121 @@
+"""Filippov sliding on ReLU kinks: GF held on a surface where an input to a neuron is 0.
+
+A ReLU network's field jumps where a pre-activation z_k = Z_l[i, a] changes sign:
+ReLU'(z_k) is 0 on one side and 1 on the other. When the field on each side points
+towards the surface, GF neither crosses it nor stops: it slides along it with a Clarke
+selection ReLU'(z_k) = alpha_k in [0, 1], the one that keeps z_k at zero. An
+integrator that steps across such a surface chatters with vanishing steps; this module
+lets the simulator pin the kink instead.
+
+Pinned kinks carry slopes alpha solved so that the pinned pre-activations follow
+d z_k / d clock = -KAPPA z_k: zero along the exact surface, with a gentle pull back
+that keeps integration error from accumulating off it. A kink is pinned when a
+crossing is attracting from both sides, and released when its slope leaves [0, 1]
+(beyond that no Clarke selection holds the surface, and GF leaves it to the side the
+slope points to). The constraint is multilinear in the slopes (linear at depth 2), so
+a few Newton steps with a finite-difference Jacobian solve it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from invariants.networks import Network
+
+__all__ = ["Kink", "all_kinks", "crossing", "hidden_preactivations", "solve_slopes"]
+
+Kink = tuple[int, int, int]  # (layer, sample, neuron), layers counted from 1
+
+# Pull-back rate of a pinned pre-activation, per unit of the clock.
+KAPPA = 1.0
+# Relative accuracy to which the slopes satisfy the sliding condition.
+SLOPE_TOL = 1e-12
+# Step of the finite difference in the slopes: the condition is multilinear, so this
+# only has to be small against 1.
+SLOPE_STEP = 1e-6
+
+
+def all_kinks(network: Network, n: int) -> list[Kink]:
+    """Every hidden pre-activation of a ReLU network on n samples, in the order of
+    `hidden_preactivations`."""
+    if network.activation != "relu":
+        return []
+    return [
+        (l, i, a)
+        for l in range(1, network.depth)
+        for i in range(n)
+        for a in range(network.widths[l])
+    ]
+
+
+def hidden_preactivations(network: Network, state: np.ndarray, X: np.ndarray):
+    """All hidden pre-activations, flattened in the order of `all_kinks`, and a scale
+    for each (||incoming weights|| ||layer input||) to judge zero against."""
+    if network.activation != "relu":
+        return np.empty(0), np.empty(0)
+    Ws = network.weight_matrices(state)
+    Zs = network.forward(state, X).preactivations
+    H = X
+    values, scales = [], []
+    for W, Z in zip(Ws[:-1], Zs[:-1]):
+        values.append(Z.ravel())
+        scales.append(
+            np.outer(np.linalg.norm(H, axis=1), np.linalg.norm(W, axis=1)).ravel()
+        )
+        H = np.maximum(Z, 0.0)
+    return np.concatenate(values), np.concatenate(scales)
+
+
+def solve_slopes(network, X, state, pinned, velocity, alpha0=None, cache=None):
+    """Slopes alpha for the pinned kinks and the velocity they give.
+
+    `velocity(state, slopes)` is the phase's field with the given Clarke selection.
+    Returns (alpha, v). alpha may leave [0, 1]: the caller decides what that means.
+    `cache`, a dict, keeps the condition's Jacobian in the slopes between calls: it
+    changes slowly along the path, and a stale one only costs an extra iteration.
+    """
+    if not pinned:
+        return np.empty(0), velocity(state, None)
+    alpha = np.full(len(pinned), 0.5) if alpha0 is None else np.array(alpha0, float)
+    cache = {} if cache is None else cache
+
+    def residual(a):
+        slopes = dict(zip(pinned, a))
+        v = velocity(state, slopes)
+        z, Dz = network.preactivation_gradients(state, X, pinned, slopes)
+        scale = np.linalg.norm(Dz, axis=1) * np.linalg.norm(v) + np.abs(z)
+        return Dz @ v + KAPPA * z, v, scale
+
+    g, v, scale = residual(alpha)
+    fresh = False
+    for _ in range(20):
+        if np.all(np.abs(g) <= SLOPE_TOL * np.maximum(scale, 1e-300)):
+            return alpha, v
+        A = cache.get("A")
+        if A is None or A.shape != (len(pinned),) * 2:
+            A = np.empty((len(pinned), len(pinned)))
+            for j in range(len(pinned)):
+                shifted = alpha.copy()
+                shifted[j] += SLOPE_STEP
+                A[:, j] = (residual(shifted)[0] - g) / SLOPE_STEP
+            cache["A"], fresh = A, True
+        previous = np.abs(g).max()
+        alpha = alpha - np.linalg.lstsq(A, g, rcond=None)[0]
+        g, v, scale = residual(alpha)
+        if not fresh and np.abs(g).max() > 0.1 * previous:
+            cache.pop("A")  # stale: measure it again next iteration
+    return alpha, v
+
+
+def crossing(network, X, state, pinned, alpha, kink, velocity):
+    """How the field meets the surface z_kink = 0 at `state`: the rate of z_kink under
+    ReLU' = 0 and ReLU' = 1 there (other pinned kinks at their slopes). Attracting
+    from both sides when the first is > 0 and the second < 0."""
+    rates = []
+    for value in (0.0, 1.0):
+        slopes = dict(zip(pinned, alpha))
+        slopes[kink] = value
+        v = velocity(state, slopes)
+        _, Dz = network.preactivation_gradients(state, X, [kink], slopes)
+        rates.append(float(Dz[0] @ v))
+    return rates[0], rates[1]
