@@ -80,7 +80,7 @@ class Case:
             )
         except CaseError:
             raise
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise CaseError(str(exc)) from None
 
     def __repr__(self) -> str:
@@ -105,6 +105,8 @@ def network_from_spec(spec: dict) -> Network:
         raise CaseError('"network" must be an object with a "family" key')
     family = spec["family"]
     activation = spec.get("activation", "relu")
+    if not isinstance(family, str):
+        raise CaseError(f'network "family" must be a string, got {family!r:.60}')
     keys = {
         "fully_connected": ("widths",),
         "diagonal": ("dim", "depth"),

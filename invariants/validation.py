@@ -29,6 +29,10 @@ def check_loss(loss) -> str:
 def check_dataset(X, y, input_dim: int | None):
     """X as a finite (n, d) float array with n >= 1; y, if given, in {-1, +1}^n."""
     X = np.asarray(X, dtype=float)
+    if X.size == 0:
+        raise ValueError(
+            f"X is empty (shape {X.shape}): a margin problem needs at least one point"
+        )
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n, d), got shape {X.shape}")
     if X.shape[0] == 0:
@@ -51,7 +55,7 @@ def check_dataset(X, y, input_dim: int | None):
     bad = ~np.isin(y, (-1.0, 1.0))
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"labels must be -1 or +1; y[{i}] = {y[i]!r}")
+        raise ValueError(f"labels must be -1 or +1; y[{i}] = {float(y[i])!r}")
     return X, y
 
 

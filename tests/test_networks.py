@@ -142,11 +142,12 @@ def test_bad_structure_is_refused_with_a_named_reason(build, message):
 
 DATA_BAD = [
     (np.zeros((0, 2)), [], "empty"),
+    ([], [], "X is empty"),
     (np.ones((2, 3)), [1, 1], "columns"),
     (np.ones(2), [1], "2-D"),
     ([[1.0, np.nan]], [1], "finite"),
     ([[1.0, np.inf]], [1], "finite"),
-    ([[1.0, 2.0]], [0], "labels must be -1 or \\+1"),
+    ([[1.0, 2.0]], [0], "labels must be -1 or \\+1; y\\[0\\] = 0.0$"),
     ([[1.0, 2.0]], [1, 1], "shape"),
 ]
 
