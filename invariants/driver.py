@@ -31,6 +31,9 @@ FRESH_TOL = 1e-9
 # attracting kink without ever changing sign between steps (the integrator chatters
 # inside its stages instead): such a kink is examined, and pinned if attracting.
 NEAR_TOL = 1e-9
+# Restarts at one clock value before the loop gives up: each handles a different
+# kink of the same point, so more than a few dozen means a loop.
+MAX_STALLS = 50
 
 
 class IntegrationFailed(RuntimeError):
@@ -56,10 +59,35 @@ class KinkState:
     releases: int = 0
     crossings: int = 0
     dismissed: set = field(default_factory=set)
+    just_handled: set = field(default_factory=set)
     cache: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.kinks = kinkmod.all_kinks(self.network, len(self.X))
+        self.rays = kinkmod.rays(self.X)
+
+    def surface(self, kink):
+        """Every kink on the same surface as `kink`: the same neuron on samples that
+        are positive multiples of each other (homogeneity makes their inputs to every
+        neuron proportional). Such kinks are pinned and released together."""
+        l, i, a = kink
+        return [(l, int(j), a) for j in np.flatnonzero(self.rays == self.rays[i])]
+
+    def pin(self, kink):
+        for k in self.surface(kink):
+            if k not in self.pinned:
+                self.pinned.append(k)
+                self.alpha = np.append(self.alpha, 0.5)
+        self.pins += 1
+
+    def release(self, kink):
+        gone = set(self.surface(kink))
+        self.just_handled |= gone
+        keep = [n for n, k in enumerate(self.pinned) if k not in gone]
+        self.pinned = [self.pinned[n] for n in keep]
+        self.alpha = self.alpha[keep]
+        self.cache.clear()
+        self.releases += 1
 
     def slopes(self):
         return dict(zip(self.pinned, self.alpha)) if self.pinned else None
@@ -97,6 +125,7 @@ def integrate(
     """
     t, y = float(t0), np.array(y0, dtype=float)
     recorded = []
+    stalled = 0
     while True:
         stats = {} if stats is None else stats
         result = _run(
@@ -116,6 +145,11 @@ def integrate(
             budget,
             stats,
         )
+        stalled = stalled + 1 if result[1] == t else 0
+        if stalled > MAX_STALLS:
+            raise IntegrationFailed(
+                f"no progress past clock {t:.9g}: {result[0]} {result[3]} recurs there"
+            )
         kind, t, y, what = result
         if kind == "end":
             return t, y, None, recorded
@@ -124,21 +158,18 @@ def integrate(
         if kind == "kink":
             _meet_kink(kinks, velocity, t, y, what)
         elif kind == "release":
-            i = kinks.pinned.index(what)
-            kinks.pinned.pop(i)
-            kinks.alpha = np.delete(kinks.alpha, i)
-            kinks.releases += 1
+            kinks.release(what)
 
 
 def _meet_kink(kinks, velocity, t, y, kink):
     """At a sign change of an unpinned pre-activation: pin it if GF is pushed onto it
     from both sides, else let the path cross."""
     if _attracting(kinks, velocity, t, y, kink):
-        kinks.pinned.append(kink)
-        kinks.alpha = np.append(kinks.alpha, 0.5)
-        kinks.pins += 1
+        kinks.pin(kink)
+        kinks.cache.clear()
     else:
         kinks.crossings += 1
+        kinks.just_handled |= set(kinks.surface(kink))
 
 
 def _attracting(kinks, velocity, t, y, kink):
@@ -206,6 +237,11 @@ def _run(
 
     z0, scale, keep = kinks.watched(y0)
     fresh = np.abs(z0) <= FRESH_TOL * np.maximum(scale, 1e-300)
+    # The kinks just crossed or released sit at zero up to the root finder's
+    # accuracy, with either sign: their first sign change is the one just handled.
+    for k in kinks.just_handled:
+        fresh[kinks.kinks.index(k)] = True
+    kinks.just_handled = set()
     g0 = [e.fn(t0, y0) for e in events]
     t_prev, z_prev = t0, z0
     while stepper.status == "running":

@@ -19,10 +19,18 @@ a few Newton steps with a finite-difference Jacobian solve it.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import lsq_linear
 
 from invariants.networks import Network
 
-__all__ = ["Kink", "all_kinks", "crossing", "hidden_preactivations", "solve_slopes"]
+__all__ = [
+    "Kink",
+    "all_kinks",
+    "crossing",
+    "hidden_preactivations",
+    "rays",
+    "solve_slopes",
+]
 
 Kink = tuple[int, int, int]  # (layer, sample, neuron), layers counted from 1
 
@@ -46,6 +54,19 @@ def all_kinks(network: Network, n: int) -> list[Kink]:
         for i in range(n)
         for a in range(network.widths[l])
     ]
+
+
+def rays(X: np.ndarray) -> np.ndarray:
+    """An id per sample; samples that are positive multiples of each other share it."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    unit = np.where(norms > 0, X / np.where(norms > 0, norms, 1.0), 0.0)
+    ids = np.arange(len(X))
+    for i in range(len(X)):
+        for j in range(i):
+            if np.allclose(unit[i], unit[j], rtol=0, atol=1e-12):
+                ids[i] = ids[j]
+                break
+    return ids
 
 
 def hidden_preactivations(network: Network, state: np.ndarray, X: np.ndarray):
@@ -88,8 +109,21 @@ def solve_slopes(network, X, state, pinned, velocity, alpha0=None, cache=None):
 
     g, v, scale = residual(alpha)
     fresh = False
+    boxed = False
     for _ in range(20):
         if np.all(np.abs(g) <= SLOPE_TOL * np.maximum(scale, 1e-300)):
+            if boxed or np.all((alpha >= 0) & (alpha <= 1)) or len(pinned) == 1:
+                return alpha, v
+            # Kinks on one surface (duplicated points) make the condition singular;
+            # among its solutions take one inside [0, 1]^K if there is one, so that
+            # a kink is released only when no Clarke selection holds the surface.
+            boxed = True
+            A = cache.get("A")
+            if A is not None and A.shape == (len(pinned),) * 2:
+                inside = lsq_linear(A, A @ alpha, bounds=(0.0, 1.0)).x
+                g_in, v_in, scale_in = residual(inside)
+                if np.all(np.abs(g_in) <= SLOPE_TOL * np.maximum(scale_in, 1e-300)):
+                    return inside, v_in
             return alpha, v
         A = cache.get("A")
         if A is None or A.shape != (len(pinned),) * 2:
