@@ -93,10 +93,26 @@ class Case:
 
 
 def _float_array(value, name: str) -> np.ndarray:
+    # JSON numbers only: numpy would quietly read "1" or true as 1.0.
+    bad = _first_non_number(value)
+    if bad is not None:
+        raise CaseError(f"{name} must hold numbers only, found {bad!r:.40}")
     try:
         return np.asarray(value, dtype=float)
-    except (ValueError, TypeError):
-        raise CaseError(f"{name} must be numbers (nested lists), got {value!r:.80}")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CaseError(f"{name} must be numbers (nested lists): {exc}") from None
+
+
+def _first_non_number(value):
+    if isinstance(value, list):
+        for item in value:
+            bad = _first_non_number(item)
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return None
 
 
 def network_from_spec(spec: dict) -> Network:
@@ -124,6 +140,9 @@ def network_from_spec(spec: dict) -> Network:
     if missing:
         raise CaseError(f"network family {family!r} needs key(s) {missing}")
     unknown = set(spec) - set(required) - optional
+    for key in required:
+        if key in ("widths", "masks", "layers") and not isinstance(spec[key], list):
+            raise CaseError(f'network "{key}" must be a list, got {spec[key]!r:.40}')
     if unknown:
         raise CaseError(f"network has unknown key(s) {sorted(unknown)} for {family!r}")
     if family == "fully_connected":

@@ -56,8 +56,18 @@ def _positive_finite(text: str) -> float:
 
 def _rtol(text: str) -> float:
     value = _positive_finite(text)
-    if not value < 1e-2:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1e-2)")
+    if not 1e-13 <= value < 1e-2:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [1e-13, 1e-2)")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
     return value
 
 
@@ -76,13 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
         "examine",
         help="run gradient flow on a case and print a JSON report",
         description=(
-            "Run gradient flow from a case file's theta0 to ||theta|| = TARGET_NORM "
+            "Run gradient flow from a case file's theta0 to ||theta|| = T "
             "and print one JSON object: theta_tilde (the final direction rescaled "
             "so its smallest margin is 1), norm_squared, min_margin_direction, "
             "log_norm, jacobian_evaluations, seconds, steps, balance (largest "
             "relative drift of each conserved quantity) and the case's description. "
-            "A case file is a JSON object with keys network, X, y, theta0 and "
-            "optionally loss."
+            "A case file is a JSON object with keys network, X (n rows), y (n labels "
+            "in {-1, 1}), theta0 and optionally loss (exponential or logistic). "
+            "network is one of {family: fully_connected, widths: [d, ..., 1]}, "
+            "{family: diagonal, dim, depth}, {family: convolutional, input_dim, "
+            "kernel_size, stride, depth (default 2)}, {family: no_share, masks: "
+            "[[[bool]]] one per layer}, {family: index_maps, layers: [[[int]]] "
+            "one per layer, -1 for no connection}, each with activation relu "
+            "(default) or linear. theta0 lists layer 1's parameters first; a "
+            "fully-connected layer's parameters are its weight matrix row by row. "
+            "Exit codes: 0 done, 2 bad input, 3 the flow failed."
         ),
     )
     source = ex.add_mutually_exclusive_group(required=True)
@@ -105,7 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--rtol",
         type=_rtol,
         default=1e-10,
-        help="integrator relative tolerance, in (0, 1e-2) (default 1e-10)",
+        help="integrator relative tolerance, in [1e-13, 1e-2) (default 1e-10)",
+    )
+    ex.add_argument(
+        "--max-evaluations",
+        type=_count,
+        default=50_000,
+        metavar="N",
+        help="budget of margin-Jacobian evaluations (default 50000)",
+    )
+    ex.add_argument(
+        "--max-fit-length",
+        type=_positive_finite,
+        default=None,
+        metavar="L",
+        help="arc length allowed to reach the loss threshold "
+        "(default 100 (1 + ||theta0||))",
     )
     ex.add_argument(
         "--loss", choices=("exponential", "logistic"), help="override the case's loss"
@@ -295,6 +328,8 @@ def _examine(args) -> int:
             case.loss,
             target_norm=args.target_norm,
             rtol=args.rtol,
+            max_evaluations=args.max_evaluations,
+            max_fit_length=args.max_fit_length,
         )
     except (FlowError, StationaryPointError) as exc:
         _fail(f"gradient flow failed: {_one_line(exc)}")

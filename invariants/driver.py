@@ -65,13 +65,16 @@ class KinkState:
     def __post_init__(self):
         self.kinks = kinkmod.all_kinks(self.network, len(self.X))
         self.rays = kinkmod.rays(self.X)
+        self.lines = kinkmod.rays(self.X, lines=True)
 
     def surface(self, kink):
-        """Every kink on the same surface as `kink`: the same neuron on samples that
-        are positive multiples of each other (homogeneity makes their inputs to every
-        neuron proportional). Such kinks are pinned and released together."""
+        """Every kink on the same surface as `kink`: the same neuron on samples whose
+        inputs to it are proportional. By homogeneity that holds for positive
+        multiples at every layer, and for negative multiples too at the first layer
+        (z and -z vanish together). Such kinks are pinned and released together."""
         l, i, a = kink
-        return [(l, int(j), a) for j in np.flatnonzero(self.rays == self.rays[i])]
+        group = self.lines if l == 1 else self.rays
+        return [(l, int(j), a) for j in np.flatnonzero(group == group[i])]
 
     def pin(self, kink):
         for k in self.surface(kink):
@@ -217,6 +220,12 @@ def _run(
     def rhs(t, y):
         if budget is not None:
             budget(t, y)
+        with np.errstate(all="ignore"):
+            # Trial stages of rejected steps may overflow; their NaN is the signal
+            # the stepper uses to shorten the step, not an error to print.
+            return _velocity_with_slopes(t, y)
+
+    def _velocity_with_slopes(t, y):
         alpha, v = kinkmod.solve_slopes(
             kinks.network,
             kinks.X,
@@ -336,14 +345,16 @@ def _constrained_jacobian(kinks, velocity, jac, t, y):
 
 
 def _alpha_at(kinks, velocity, t, y, k):
+    # A private cache and a fixed start: a root finder needs the same function of
+    # the clock at every call.
     alpha = kinkmod.solve_slopes(
         kinks.network,
         kinks.X,
         y,
         kinks.pinned,
         lambda st, sl: velocity(t, st, sl),
-        kinks.alpha,
-        kinks.cache,
+        kinks.alpha.copy(),
+        dict(kinks.cache),
     )[0]
     return alpha[k]
 
@@ -362,7 +373,14 @@ def _root(f, a, b, fallback=None):
         return a
     if np.sign(fa) == np.sign(fb):
         return b if fallback is None else fallback
-    return brentq(f, a, b, xtol=1e-14 * max(1.0, abs(b)), rtol=4 * np.finfo(float).eps)
+    try:
+        return brentq(
+            f, a, b, xtol=1e-14 * max(1.0, abs(b)), rtol=4 * np.finfo(float).eps
+        )
+    except ValueError:
+        # A slope solved afresh at each trial point need not be the same function of
+        # the clock at a and b to the last bit; the end of the step is then as good.
+        return b if fallback is None else fallback
 
 
 def _record(recorded, grid, every_step, a, b, dense, *, include_end):

@@ -111,7 +111,8 @@ class Field:
                 f"{np.linalg.norm(theta):.6g}, log L = {log_loss(q, self.loss):.6g}: "
                 "GF cannot move from here or converges to a point that does not fit "
                 "the data (zero initialisation, dead ReLUs, or data this network "
-                "cannot separate)"
+                "cannot separate), or moves more slowly than this simulator resolves "
+                "(data separable only with a tiny margin)"
             )
         return F / norm
 

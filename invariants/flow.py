@@ -160,10 +160,27 @@ def gradient_flow(
     check_loss(loss)
     if not (target_norm > 0 and math.isfinite(target_norm)):
         raise ValueError(f"target_norm={target_norm!r} must be positive and finite")
-    if not (0 < rtol < 1e-2):
-        raise ValueError(f"rtol={rtol!r} must be in (0, 1e-2)")
+    # Below 1e-13 the stiff phase (run at rtol / 100) would ask for less than
+    # rounding, and the steppers give up with a step-size error instead.
+    if not (1e-13 <= rtol < 1e-2):
+        raise ValueError(f"rtol={rtol!r} must be in [1e-13, 1e-2)")
     if not sliding_margin > 1:
         raise ValueError(f"sliding_margin={sliding_margin!r} must be > 1")
+    if not (0 < active_tol < 1e-3):
+        raise ValueError(f"active_tol={active_tol!r} must be in (0, 1e-3)")
+    if not (isinstance(checkpoints_per_e, int) and checkpoints_per_e >= 1):
+        raise ValueError(
+            f"checkpoints_per_e={checkpoints_per_e!r} must be an integer >= 1"
+        )
+    if not (isinstance(max_fit_checkpoints, int) and max_fit_checkpoints >= 2):
+        raise ValueError(
+            f"max_fit_checkpoints={max_fit_checkpoints!r} must be an integer >= 2 "
+            "(the start and the end of the fitting phase)"
+        )
+    if max_fit_length is not None and not (0 < max_fit_length < math.inf):
+        raise ValueError(f"max_fit_length={max_fit_length!r} must be positive")
+    if not (isinstance(max_evaluations, int) and max_evaluations >= 1):
+        raise ValueError(f"max_evaluations={max_evaluations!r} must be an integer >= 1")
     started = time.perf_counter()
     fld = Field(network, X, y, loss)
     budget = _Budget(fld, max_evaluations)
@@ -179,14 +196,20 @@ def gradient_flow(
         s_target = float(np.log(target_norm))
         log.info("fit phase done: ||theta|| = %.4g, steps %s", math.exp(s0), fit_steps)
 
+        if s_target <= s0:
+            raise FlowError(
+                f"target_norm={target_norm:.6g} is not beyond ||theta|| = "
+                f"{math.exp(s0):.6g}, where the loss first fell below the threshold "
+                "of Theorem 2.1: nothing of the far regime would be simulated, and "
+                "the last point is no limit candidate. Choose a larger target_norm"
+            )
+
         # 2. Far regime: log-norm clock, stiff and then sliding.
         phi0 = fit_thetas[-1] / np.linalg.norm(fit_thetas[-1])
-        far_s, far_phi, far_steps = np.array([s0]), phi0[None, :], {}
-        if s_target > s0:
-            far_s, far_phi, far_steps = _far(
-                fld, phi0, s0, s_target, sliding_margin, rtol, checkpoints_per_e,
-                active_tol, budget, kinks,
-            )  # fmt: skip
+        far_s, far_phi, far_steps = _far(
+            fld, phi0, s0, s_target, sliding_margin, rtol, checkpoints_per_e,
+            active_tol, budget, kinks,
+        )  # fmt: skip
 
     # 3. The limit candidate: the final direction with its smallest margin at 1.
     log_norms = np.concatenate([np.log(np.linalg.norm(fit_thetas, axis=1)), far_s[1:]])
@@ -291,10 +314,21 @@ def _fit(fld: Field, theta0, loss, rtol, max_length, budget, kinks):
 
     stats = {}
     threshold_event = Event("threshold", lambda _, th: current_log_loss(th) - goal, -1)
-    _, theta, reached, recorded = _integrate(
-        "DOP853", velocity, 0.0, theta0, max_length, rtol, kinks, budget, "fit",
-        events=[threshold_event], every_step=True, stats=stats,
-    )  # fmt: skip
+    try:
+        _, theta, reached, recorded = _integrate(
+            "DOP853", velocity, 0.0, theta0, max_length, rtol, kinks, budget, "fit",
+            events=[threshold_event], every_step=True, stats=stats,
+        )  # fmt: skip
+    except FlowError as exc:
+        # Say how far from fitting the path was: a sample whose margin sits at 0 is
+        # the usual reason (every path from it to the output inactive).
+        point = fld.last_point if fld.last_point is not None else theta0
+        q = fld.network.unchecked_margin_jacobian(point, fld.X, fld.y)[0]
+        stuck = np.flatnonzero(q <= 0).tolist()
+        raise FlowError(
+            f"{exc}. There: log L = {log_loss(q, loss):.6g} against the threshold "
+            f"{threshold:.6g}; samples with margin <= 0: {stuck[:10]}"
+        ) from None
     if reached is None:
         raise FlowError(
             f"the loss did not fall below the threshold of Theorem 2.1 within arc "
@@ -340,12 +374,16 @@ def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget, kinks
         return m * s + math.log(max(float(np.min(q)), 1e-300)) - math.log(switch)
 
     stats = {}
-    s1, phi1, reached, recorded = _integrate(
-        STIFF_METHOD, fld.log_norm_velocity, s0, phi0, s_target,
-        rtol * STIFF_RTOL_FACTOR, kinks, budget, "stiff",
-        jac=fld.log_norm_jacobian, events=[Event("switch", sharp, +1)], grid=grid,
-        stats=stats,
-    )  # fmt: skip
+    if sharp(s0, phi0) >= 0:
+        # Margins already past the switch (huge data or theta0): slide from the start.
+        s1, phi1, reached, recorded = s0, phi0, "switch", []
+    else:
+        s1, phi1, reached, recorded = _integrate(
+            STIFF_METHOD, fld.log_norm_velocity, s0, phi0, s_target,
+            rtol * STIFF_RTOL_FACTOR, kinks, budget, "stiff",
+            jac=fld.log_norm_jacobian, events=[Event("switch", sharp, +1)], grid=grid,
+            stats=stats,
+        )  # fmt: skip
     ss = [s0] + [t for t, _ in recorded]
     phis = [phi0] + [y for _, y in recorded]
     steps = {"stiff": stats.get("steps", 0)}

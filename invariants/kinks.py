@@ -41,6 +41,8 @@ SLOPE_TOL = 1e-12
 # Step of the finite difference in the slopes: the condition is multilinear, so this
 # only has to be small against 1.
 SLOPE_STEP = 1e-6
+# Where the Newton iteration may take the slopes while it looks for a solution.
+SLOPE_LO, SLOPE_HI = -1.0, 2.0
 
 
 def all_kinks(network: Network, n: int) -> list[Kink]:
@@ -56,14 +58,16 @@ def all_kinks(network: Network, n: int) -> list[Kink]:
     ]
 
 
-def rays(X: np.ndarray) -> np.ndarray:
-    """An id per sample; samples that are positive multiples of each other share it."""
+def rays(X: np.ndarray, *, lines: bool = False) -> np.ndarray:
+    """An id per sample; samples that are positive multiples of each other share it
+    (with `lines`, negative multiples too)."""
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     unit = np.where(norms > 0, X / np.where(norms > 0, norms, 1.0), 0.0)
     ids = np.arange(len(X))
     for i in range(len(X)):
         for j in range(i):
-            if np.allclose(unit[i], unit[j], rtol=0, atol=1e-12):
+            same = np.allclose(unit[i], unit[j], rtol=0, atol=1e-12)
+            if same or (lines and np.allclose(unit[i], -unit[j], rtol=0, atol=1e-12)):
                 ids[i] = ids[j]
                 break
     return ids
@@ -72,7 +76,7 @@ def rays(X: np.ndarray) -> np.ndarray:
 def hidden_preactivations(network: Network, state: np.ndarray, X: np.ndarray):
     """All hidden pre-activations, flattened in the order of `all_kinks`, and a scale
     for each (||incoming weights|| ||layer input||) to judge zero against."""
-    if network.activation != "relu":
+    if network.activation != "relu" or network.depth < 2:
         return np.empty(0), np.empty(0)
     Ws = network.weight_matrices(state)
     Zs = network.forward(state, X).preactivations
@@ -111,6 +115,9 @@ def solve_slopes(network, X, state, pinned, velocity, alpha0=None, cache=None):
     fresh = False
     boxed = False
     for _ in range(20):
+        if not np.all(np.isfinite(g)):
+            # A trial stage of a step that is too long: the stepper rejects it.
+            return alpha, np.full_like(v, np.nan)
         if np.all(np.abs(g) <= SLOPE_TOL * np.maximum(scale, 1e-300)):
             if boxed or np.all((alpha >= 0) & (alpha <= 1)) or len(pinned) == 1:
                 return alpha, v
@@ -134,7 +141,10 @@ def solve_slopes(network, X, state, pinned, velocity, alpha0=None, cache=None):
                 A[:, j] = (residual(shifted)[0] - g) / SLOPE_STEP
             cache["A"], fresh = A, True
         previous = np.abs(g).max()
-        alpha = alpha - np.linalg.lstsq(A, g, rcond=None)[0]
+        # Bounded steps: dependent or degenerate kinks make A singular, and an
+        # unbounded step would fling the slopes to 1e10. Slopes a little outside
+        # [0, 1] still tell the caller which way a kink is released.
+        alpha = alpha + lsq_linear(A, -g, bounds=(SLOPE_LO - alpha, SLOPE_HI - alpha)).x
         g, v, scale = residual(alpha)
         if not fresh and np.abs(g).max() > 0.1 * previous:
             cache.pop("A")  # stale: measure it again next iteration

@@ -14,6 +14,7 @@ and decides for itself.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -36,6 +37,11 @@ __all__ = [
 ]
 
 Activation = Literal["relu", "linear"]
+
+# Weights per layer beyond which a network is refused up front: the simulator forms
+# per-sample Jacobians densely, and a mistyped width must fail with a message, not
+# by exhausting memory.
+MAX_ENTRIES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -318,6 +324,8 @@ def diagonal(dim: int, depth: int, activation: Activation = "relu") -> Network:
     """Layers 1..m-1 are dim x dim diagonal, the last layer a 1 x dim row."""
     dim = _check_positive_int(dim, "dim")
     depth = _check_positive_int(depth, "depth", minimum=2)
+    if dim * dim > MAX_ENTRIES:
+        raise ValueError(f"dim={dim} makes {dim}x{dim} layers, more than {MAX_ENTRIES}")
     diag = np.full((dim, dim), -1)
     diag[np.arange(dim), np.arange(dim)] = np.arange(dim)
     maps = [diag.copy() for _ in range(depth - 1)] + [np.arange(dim)[None, :]]
@@ -342,6 +350,8 @@ def convolutional(
     k = _check_positive_int(kernel_size, "kernel_size")
     s = _check_positive_int(stride, "stride")
     depth = _check_positive_int(depth, "depth", minimum=2)
+    if d * d > MAX_ENTRIES:
+        raise ValueError(f"input_dim={d} is larger than this exact simulator allows")
     maps = []
     for _ in range(depth - 1):
         if k > d:
@@ -381,7 +391,24 @@ def _check_index_maps(maps) -> tuple[np.ndarray, ...]:
         raise ValueError("index_maps must hold at least one layer, got none")
     out = []
     for l, P in enumerate(maps, start=1):
-        P = np.asarray(P)
+        try:
+            P = np.asarray(P)
+        except ValueError as exc:
+            raise ValueError(
+                f"index map of layer {l} is not a 2-D array: {exc}"
+            ) from None
+        if not (
+            np.issubdtype(P.dtype, np.integer) or np.issubdtype(P.dtype, np.floating)
+        ):
+            raise ValueError(
+                f"index map of layer {l} must hold integers, got dtype {P.dtype}"
+            )
+        if P.size > MAX_ENTRIES:
+            raise ValueError(
+                f"index map of layer {l} has {P.size} entries, more than "
+                f"{MAX_ENTRIES}: "
+                "this exact simulator is meant for small networks"
+            )
         if P.ndim != 2:
             raise ValueError(
                 f"index map of layer {l} must be 2-D (d_l, d_(l-1)), "
@@ -423,18 +450,34 @@ def _check_index_maps(maps) -> tuple[np.ndarray, ...]:
 
 
 def _check_widths(widths, name: str) -> tuple[int, ...]:
+    if not isinstance(widths, (list, tuple, np.ndarray)):
+        # ValueError, as for every other bad argument of a case (one except clause).
+        message = f"{name}={widths!r} must be a list of widths [d_0, ..., 1]"
+        raise ValueError(message)  # noqa: TRY004
     w = tuple(widths)
     if len(w) < 2:
         raise ValueError(f"{name}={w!r} needs at least an input and an output width")
     for v in w:
-        if int(v) != v or v < 1:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer)):
+            message = f"{name}={w!r}: every width must be a positive integer"
+            raise ValueError(message)  # noqa: TRY004
+        if not (math.isfinite(v) and int(v) == v and v >= 1):
             raise ValueError(f"{name}={w!r}: every width must be a positive integer")
+    for a, b in itertools.pairwise(w):
+        if a * b > MAX_ENTRIES:
+            raise ValueError(
+                f"{name}={w!r}: a {b} x {a} layer has more than {MAX_ENTRIES} weights; "
+                "this exact simulator is meant for small networks"
+            )
     if w[-1] != 1:
         raise ValueError(f"{name}={w!r}: the last width must be 1 (one output)")
     return tuple(int(v) for v in w)
 
 
 def _check_positive_int(v, name: str, minimum: int = 1) -> int:
-    if isinstance(v, bool) or int(v) != v or v < minimum:
+    ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer))
+    if not (ok and math.isfinite(v) and int(v) == v and v >= minimum):
         raise ValueError(f"{name}={v!r} must be an integer >= {minimum}")
+    if v > MAX_ENTRIES:
+        raise ValueError(f"{name}={v!r} is larger than this exact simulator allows")
     return int(v)
