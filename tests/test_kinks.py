@@ -5,7 +5,7 @@ import pytest
 
 from invariants.balance import assert_balanced
 from invariants.casefile import Case
-from invariants.flow import simulate
+from invariants.flow import FlowError, simulate
 from invariants.kinks import rays
 
 # Two identical points and a third on the same ray: their kinks are one surface, so
@@ -67,3 +67,63 @@ def test_rays_group_positive_multiples_only():
     assert ids[0] == ids[1]
     assert ids[2] != ids[0]
     assert ids[3] == ids[4] != ids[0]
+
+
+# Found by a search over generated cases after the fixes above; not solved yet. Both
+# have every sample on (nearly) one ray, with a pre-activation identically zero (case
+# one: a neuron wired only to a coordinate that is 0 in every sample) or a width-1
+# bottleneck (case two): the stiff phase spends its budget. Kept as strict xfails so
+# that a fix shows up, and listed in README's known issues.
+DEGENERATE = [
+    {
+        "network": {
+            "family": "no_share",
+            "masks": [
+                [[False, True], [True, True]],
+                [[True, True], [True, True]],
+                [[True, True]],
+            ],
+            "activation": "relu",
+        },
+        "X": [
+            [3.4675804930253875, 0.0],
+            [0.2500000000000003, 0.0],
+            [1.406662457808669, 0.0],
+            [0.2500000000000003, 0.0],
+        ],
+        "y": [-1, -1, -1, -1],
+        "theta0": [
+            -2.2174197086278133, 0.5170582671392114, 11.69450667674955,
+            -1.1648619518556302, 0.9572853333729291, 2.5586267907493516,
+            5.929139761689621, 5.655588403421595, -6.172030949238206,
+        ],
+    },
+    {
+        "network": {
+            "family": "fully_connected",
+            "widths": [4, 1, 3, 1],
+            "activation": "relu",
+        },
+        "X": [
+            [1.3095235580235869, 0.0, 0.40629039028323377, 0.0],
+            [0.2500000000000003, 0.0, 0.0, 0.0],
+            [1.470342240587887, 0.0, 0.0, 0.0],
+            [0.2500000000000003, 0.0, 0.0, 0.0],
+            [0.0, 0.42737603320063844, 0.0, 0.0],
+            [0.2500000000000003, 0.0, 0.0, 0.0],
+        ],
+        "y": [1, 1, 1, 1, 1, 1],
+        "theta0": [
+            3.400089370782324, 0.9114183372210579, -8.678869353132882,
+            -3.4384652952092587, 8.562401425956434, 0.02714299378484861,
+            3.252318523055696, 0.7753410894693035, -8.389162953998728,
+            1.261210719766882,
+        ],
+    },
+]  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, raises=FlowError, reason="stiff-phase budget, known")
+@pytest.mark.parametrize("spec", DEGENERATE, ids=["dead-input", "bottleneck"])
+def test_degenerate_one_ray_cases(spec):
+    simulate(Case.from_dict(spec), target_norm=1e6, max_evaluations=30_000)
