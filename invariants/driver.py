@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.integrate import BDF, DOP853
+from scipy.integrate import BDF, DOP853, LSODA
 from scipy.optimize import brentq
 
 from invariants import kinks as kinkmod
 
 __all__ = ["Event", "IntegrationFailed", "KinkState", "integrate"]
 
-STEPPERS = {"DOP853": DOP853, "BDF": BDF}
+STEPPERS = {"DOP853": DOP853, "BDF": BDF, "LSODA": LSODA}
 # A pre-activation within this fraction of its scale at a restart was just handled
 # (crossed or released) and may show either sign at first.
 FRESH_TOL = 1e-9

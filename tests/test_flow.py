@@ -253,3 +253,16 @@ def test_a_failure_on_a_kink_names_the_kink():
     case = Case.from_dict(KINK_CASE)
     with pytest.raises(KinkSlidingError, match="neuron 1 of layer 1 on sample 1"):
         simulate(case, max_evaluations=1500)
+
+
+@pytest.mark.parametrize("eps", [1e-1, 1e-3])
+def test_small_margin_data_reach_the_svm_value(eps):
+    """Points (eps, 1) and (eps, -1), both labelled +1: separable only by directions
+    within eps of e_1, so two margins balance while the margin direction grows slowly
+    (a stiff fitting phase). Theorem 3.1's closed form: the SVM without bias is
+    u* = (1 / eps, 0), and depth 2 gives ||theta~||^2 = 2 ||u*|| = 2 / eps."""
+    net = fully_connected([2, 2, 1], "linear")
+    X = np.array([[eps, 1.0], [eps, -1.0]])
+    traj = gradient_flow(net, X, np.ones(2), np.array([0.3, -0.2, 0.5, 0.1, 0.7, -0.4]))
+    # The far direction is accurate to about 1e-10 relative here; 1e-8 leaves room.
+    assert traj.norm_squared == pytest.approx(2.0 / eps, rel=1e-8)
