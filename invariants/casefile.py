@@ -68,6 +68,8 @@ class Case:
         unknown = set(data) - {"network", "X", "y", "theta0", "loss", "name"}
         if unknown:
             raise CaseError(f"case has unknown key(s) {sorted(unknown)}")
+        if not isinstance(data.get("name", ""), str):
+            raise CaseError(f'case "name" must be a string, got {data["name"]!r:.40}')
         try:
             net = network_from_spec(data["network"])
             return cls(

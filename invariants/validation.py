@@ -28,6 +28,8 @@ def check_loss(loss) -> str:
 
 def check_dataset(X, y, input_dim: int | None):
     """X as a finite (n, d) float array with n >= 1; y, if given, in {-1, +1}^n."""
+    if np.iscomplexobj(X):
+        raise ValueError("X must be real; got complex values")
     X = np.asarray(X, dtype=float)
     if X.size == 0:
         raise ValueError(
@@ -49,6 +51,8 @@ def check_dataset(X, y, input_dim: int | None):
         raise ValueError(f"X must be finite; X{bad} = {X[tuple(bad)]}")
     if y is None:
         return X, None
+    if np.iscomplexobj(y):
+        raise ValueError("y must be real labels -1 or +1; got complex values")
     y = np.asarray(y, dtype=float)
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {y.shape}")
@@ -60,6 +64,8 @@ def check_dataset(X, y, input_dim: int | None):
 
 
 def check_theta(theta, num_parameters: int, name: str = "theta") -> np.ndarray:
+    if np.iscomplexobj(theta):
+        raise ValueError(f"{name} must be real; got complex values")
     theta = np.asarray(theta, dtype=float)
     if theta.shape != (num_parameters,):
         raise ValueError(

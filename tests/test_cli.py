@@ -251,6 +251,14 @@ BAD_CASE_FILES = [
         _with(network={"family": "fully_connected", "widths": [2, 1e999, 1]}),
     ),
     ("family-unhashable", _with(network={"family": ["diagonal"]})),
+    ("labels-as-strings", _with(y=["1"])),
+    ("labels-as-booleans", _with(y=[True])),
+    ("name-not-a-string", _with(name={"a": 1})),
+    ("widths-not-a-list", _with(network={"family": "fully_connected", "widths": 3})),
+    (
+        "width-too-large",
+        _with(network={"family": "fully_connected", "widths": [2, 10**9, 1]}),
+    ),
     (
         "index-maps-with-a-gap",
         _with(

@@ -166,3 +166,11 @@ def test_bad_theta(theta, message):
     net = fully_connected([2, 2, 1])
     with pytest.raises(ValueError, match=message):
         net.outputs(theta, [[1.0, 2.0]])
+
+
+def test_complex_input_is_refused_not_truncated():
+    net = fully_connected([2, 1], "linear")
+    with pytest.raises(ValueError, match="real"):
+        net.margins([1.0, 1.0], [[1j, 2.0]], [1.0])
+    with pytest.raises(ValueError, match="real"):
+        net.outputs(np.array([1.0 + 1j, 1.0]), [[1.0, 2.0]])
