@@ -129,25 +129,10 @@ def integrate(
     t, y = float(t0), np.array(y0, dtype=float)
     recorded = []
     stalled = 0
+    run = _Run(method, velocity, rtol, atol, kinks, jac, tuple(events), grid,
+               every_step, budget, {} if stats is None else stats)  # fmt: skip
     while True:
-        stats = {} if stats is None else stats
-        result = _run(
-            method,
-            velocity,
-            t,
-            y,
-            t_bound,
-            rtol,
-            atol,
-            kinks,
-            jac,
-            events,
-            grid,
-            every_step,
-            recorded,
-            budget,
-            stats,
-        )
+        result = _run(run, t, y, t_bound, recorded)
         stalled = stalled + 1 if result[1] == t else 0
         if stalled > MAX_STALLS:
             raise IntegrationFailed(
@@ -200,23 +185,29 @@ def _attracting(kinks, velocity, t, y, kink):
     return holds and (from_below > tiny or from_above < -tiny)
 
 
-def _run(
-    method,
-    velocity,
-    t0,
-    y0,
-    t_bound,
-    rtol,
-    atol,
-    kinks,
-    jac,
-    events,
-    grid,
-    every_step,
-    recorded,
-    budget,
-    stats,
-):
+@dataclass
+class _Run:
+    """What stays fixed across the restarts of one `integrate` call."""
+
+    method: str
+    velocity: Callable
+    rtol: float
+    atol: float
+    kinks: KinkState
+    jac: Callable | None
+    events: tuple
+    grid: np.ndarray | None
+    every_step: bool
+    budget: Callable | None
+    stats: dict
+
+
+def _run(run: _Run, t0, y0, t_bound, recorded):
+    method, velocity, kinks, jac = run.method, run.velocity, run.kinks, run.jac
+    events, grid, every_step = run.events, run.grid, run.every_step
+    budget, stats = run.budget, run.stats
+    rtol, atol = run.rtol, run.atol
+
     def rhs(t, y):
         if budget is not None:
             budget(t, y)

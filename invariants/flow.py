@@ -16,8 +16,8 @@ same curve with three clocks, each a positive change of time:
    That limit is smooth and not stiff (DOP853, in segments whose active set is
    frozen; an event ends a segment when a margin joins). Gaps of q(theta) between
    active margins are then held instead of relaxing to log-ratios of weights, which
-   moves the direction by O(1 / sliding_margin). Measured on 12 random cases: a switch
-   at 1e6 against one at 1e8 differed by 6.6e-15 to 4.2e-9 in direction at 1e6
+   moves the direction by O(1 / sliding_margin). Measured on 14 random cases: a switch
+   at 1e6 against one at 1e8 differed by 1.0e-14 to 4.2e-9 in direction at 1e6
    (`benchmarks/bench_sliding_switch.py`).
 
 ReLU kinks. Every phase runs through `invariants.driver`, which stops a step where an
