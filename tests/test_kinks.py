@@ -38,7 +38,9 @@ SHARED_SURFACE = {
 # One-dimensional data on one ray, depth 3: a crossing whose restart landed back on
 # the same crossing used to loop at one clock value.
 ONE_RAY_DEPTH_3 = {
-    "network": {"family": "fully_connected", "widths": [1, 3, 3, 1], "activation": "relu"},
+    "network": {
+        "family": "fully_connected", "widths": [1, 3, 3, 1], "activation": "relu"
+    },
     "X": [[-0.2500000000000003], [-0.2500000000000003], [-1.0]],
     "y": [-1, -1, -1],
     "theta0": [
