@@ -1,9 +1,12 @@
 """Command line: ``python -m invariants examine CASE.json`` and friends.
 
-``examine`` follows gradient flow from a case file (or a built-in construction) and
-prints one JSON object on stdout: the limit candidate theta_tilde, its norm, the
-normalised margin of the final direction, the simulator's cost and the drift of the
-conserved quantities that apply. ``list`` prints the built-in construction names.
+``examine`` follows gradient flow from a case file (or a built-in construction) until
+its direction has converged and prints one JSON object on stdout: the limit
+candidate theta_tilde, its norm, the normalised margin of the final direction, the
+simulator's cost, the drift of the conserved quantities that apply, the KKT
+conditions of the limit (residual, multipliers, active set) and `optimality`: what
+the certificates prove (true with a certificate, false with a verified better point,
+null where nothing was proved). ``list`` prints the built-in construction names.
 
 Exit codes: 0 success; 2 a bad case file or bad arguments; 3 the simulator could not
 follow the flow; 1 an internal error. Every failure is one line on stderr starting
@@ -51,6 +54,16 @@ def _positive_finite(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text!r} must be positive and finite")
+    return value
+
+
+def _direction_tol(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
 
 
@@ -118,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e8,
         metavar="T",
         help="follow the flow until ||theta|| = T (default 1e8)",
+    )
+    ex.add_argument(
+        "--direction-tol",
+        type=_direction_tol,
+        default=1e-9,
+        metavar="TOL",
+        help="past the target, keep following the flow until its direction moves "
+        "by less than TOL per unit of log||theta|| (default 1e-9; 0 stops at the "
+        "target, where a slowly converging flow can still be far from its limit)",
+    )
+    ex.add_argument(
+        "--no-exact",
+        action="store_true",
+        help="skip the exact global optimum of depth-2 ReLU nets (a pattern "
+        "enumeration of up to a few thousand conic problems)",
     )
     ex.add_argument(
         "--rtol",
@@ -295,6 +323,24 @@ def _report(case, trajectory, construction=None) -> dict:
     return _jsonable(report)
 
 
+def _judgement(case, trajectory, *, exact: bool) -> dict:
+    """The limit's KKT conditions and what the certificates prove about it."""
+    from invariants.certify import optimality
+    from invariants.kkt import kkt_point
+
+    args = (case.network, case.X, case.y, trajectory.theta_tilde)
+    point = kkt_point(*args)
+    log.info("kkt_residual %.3g; certifying", point.residual)
+    verdict = optimality(*args, exact=exact)
+    return {
+        "kkt_residual": point.residual,
+        "multipliers": point.multipliers,
+        "active_set": list(point.active_set),
+        "kkt": point.to_json(),
+        "optimality": verdict.to_json(),
+    }
+
+
 # -- commands --------------------------------------------------------------------------
 
 
@@ -330,6 +376,7 @@ def _examine(args) -> int:
             rtol=args.rtol,
             max_evaluations=args.max_evaluations,
             max_fit_length=args.max_fit_length,
+            direction_tol=args.direction_tol or None,
         )
     except (FlowError, StationaryPointError) as exc:
         _fail(f"gradient flow failed: {_one_line(exc)}")
@@ -346,6 +393,7 @@ def _examine(args) -> int:
         trajectory.jacobian_evaluations,
     )
     report = _report(case, trajectory, construction)
+    report.update(_jsonable(_judgement(case, trajectory, exact=not args.no_exact)))
     sys.stdout.write(json.dumps(report, allow_nan=False) + "\n")
     return EXIT_OK
 

@@ -77,6 +77,8 @@ STIFF_METHOD = "BDF"
 # leaves alone drift by 2% of its size, DOP853 by 2e-7.
 FIT_METHOD = "LSODA"
 SLIDING_METHOD = "DOP853"
+# log||theta|| beyond which exp(s) phi overflows a double.
+MAX_LOG_NORM = 700.0
 # BDF's error estimate is looser than Radau's at equal rtol: a parameter that GF
 # leaves alone drifted by 4e-6 of its size at rtol 1e-10 (Radau: 2e-7). A hundredth
 # of rtol restores that accuracy and keeps most of the saving.
@@ -155,8 +157,18 @@ def gradient_flow(
     max_fit_length: float | None = None,
     max_evaluations: int = 50_000,
     max_fit_checkpoints: int = 200,
+    direction_tol: float | None = None,
+    max_log_norm: float = MAX_LOG_NORM,
 ) -> Trajectory:
     """Follow GF, d theta/dt = -grad L(theta), from theta0 to ||theta|| = target_norm.
+
+    With `direction_tol`, keep going past target_norm until the direction moves by
+    less than direction_tol per unit of log||theta|| (measured over the last
+    checkpoint interval), or raise `FlowError` at log||theta|| = max_log_norm. GF's
+    direction converges like a power of 1/||theta|| whose exponent depends on the
+    case (a spectral gap of the limit); some cases are still 1e-1 away from their
+    limit direction at ||theta|| = 1e8 and within 1e-16 of it by 1e64, which the
+    sliding phase reaches in a few thousand evaluations.
 
     Raises `StationaryPointError` if GF cannot move from theta0, and `FlowError` if the
     loss does not fall below the threshold of Theorem 2.1 within `max_fit_length` of
@@ -188,6 +200,14 @@ def gradient_flow(
         raise ValueError(f"max_fit_length={max_fit_length!r} must be positive")
     if not (isinstance(max_evaluations, int) and max_evaluations >= 1):
         raise ValueError(f"max_evaluations={max_evaluations!r} must be an integer >= 1")
+    if direction_tol is not None and not (0 < direction_tol < 1):
+        raise ValueError(f"direction_tol={direction_tol!r} must be in (0, 1) or None")
+    if not (math.log(target_norm) <= max_log_norm <= MAX_LOG_NORM):
+        raise ValueError(
+            f"max_log_norm={max_log_norm!r} must lie between log(target_norm) = "
+            f"{math.log(target_norm):.6g} and {MAX_LOG_NORM} (beyond it theta "
+            "overflows a float)"
+        )
     started = time.perf_counter()
     fld = Field(network, X, y, loss)
     budget = _Budget(fld, max_evaluations)
@@ -213,8 +233,9 @@ def gradient_flow(
 
         # 2. Far regime: log-norm clock, stiff and then sliding.
         phi0 = fit_thetas[-1] / np.linalg.norm(fit_thetas[-1])
+        stop = _Stop(s_target, direction_tol, max_log_norm)
         far_s, far_phi, far_steps = _far(
-            fld, phi0, s0, s_target, sliding_margin, rtol, checkpoints_per_e,
+            fld, phi0, s0, stop, sliding_margin, rtol, checkpoints_per_e,
             active_tol, budget, kinks,
         )  # fmt: skip
 
@@ -250,6 +271,8 @@ def gradient_flow(
             "rtol": rtol,
             "sliding_margin": sliding_margin,
             "active_tol": active_tol,
+            "direction_tol": direction_tol,
+            "max_log_norm": max_log_norm,
         },
     )
 
@@ -370,7 +393,35 @@ def _integrate(
         raise FlowError(f"{where} phase failed: {exc}") from None
 
 
-def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget, kinks):
+@dataclass
+class _Stop:
+    """Where the far regime ends: at `s_target`, or, with `direction_tol`, where the
+    direction has stopped moving (and at `s_max` at the latest)."""
+
+    s_target: float
+    direction_tol: float | None
+    s_max: float
+    rate: float = math.nan
+
+    def converged(self, ss, phis) -> bool:
+        if self.direction_tol is None:
+            return True
+        if len(ss) >= 2 and ss[-1] > ss[-2]:
+            a, b = (p / np.linalg.norm(p) for p in phis[-2:])
+            self.rate = float(np.linalg.norm(b - a)) / (ss[-1] - ss[-2])
+        return self.rate <= self.direction_tol
+
+    def give_up(self, s1: float) -> None:
+        raise FlowError(
+            f"the direction still moves at {self.rate:.3g} per unit of log||theta|| "
+            f"at log||theta|| = {s1:.6g} (max_log_norm), above direction_tol="
+            f"{self.direction_tol:g}: GF converges too slowly here to be followed "
+            "to its limit"
+        )
+
+
+def _far(fld, phi0, s0, stop, switch, rtol, per_e, active_tol, budget, kinks):
+    s_target = stop.s_target
     count = max(2, math.ceil((s_target - s0) * per_e) + 1)
     grid = np.linspace(s0, s_target, count)
     m = fld.m
@@ -385,16 +436,21 @@ def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget, kinks
         # Margins already past the switch (huge data or theta0): slide from the start.
         s1, phi1, reached, recorded = s0, phi0, "switch", []
     else:
+        # Without a convergence test the stiff phase may end at the target; with one
+        # it must reach the sliding phase, whose rate is the one measured.
+        bound = s_target if stop.direction_tol is None else stop.s_max
         s1, phi1, reached, recorded = _integrate(
-            STIFF_METHOD, fld.log_norm_velocity, s0, phi0, s_target,
+            STIFF_METHOD, fld.log_norm_velocity, s0, phi0, bound,
             rtol * STIFF_RTOL_FACTOR, kinks, budget, "stiff",
-            jac=fld.log_norm_jacobian, events=[Event("switch", sharp, +1)], grid=grid,
-            stats=stats,
+            jac=fld.log_norm_jacobian, events=[Event("switch", sharp, +1)],
+            grid=_extend(grid, s0, bound, per_e), stats=stats,
         )  # fmt: skip
     ss = [s0] + [t for t, _ in recorded]
     phis = [phi0] + [y for _, y in recorded]
     steps = {"stiff": stats.get("steps", 0)}
     if reached is None:
+        if stop.direction_tol is not None:
+            stop.give_up(s1)
         return np.asarray(ss), np.asarray(phis), steps
 
     # 2b. Past the switch: the sliding limit, smooth and non-stiff. The active set is
@@ -408,10 +464,13 @@ def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget, kinks
     stats = {}
     active = None
     segments = 0
-    while s1 < s_target:
+    while s1 < s_target or not stop.converged(ss, phis):
+        if s1 >= stop.s_max:
+            stop.give_up(s1)
+        end = s_target if s1 < s_target else stop.s_max
         s1, phi1, active, recorded = _slide_segment(
-            fld, s1, phi1, s_target, grid, rtol, active_tol, active, budget, kinks,
-            stats,
+            fld, s1, phi1, end, _extend(grid, s1, end, per_e), rtol, active_tol,
+            active, budget, kinks, stats,
         )  # fmt: skip
         ss.extend(t for t, _ in recorded)
         phis.extend(y for _, y in recorded)
@@ -420,7 +479,17 @@ def _far(fld, phi0, s0, s_target, switch, rtol, per_e, active_tol, budget, kinks
         ss.append(s1)
         phis.append(phi1)
     steps.update(sliding=stats.get("steps", 0), segments=segments)
+    if stop.direction_tol is not None:
+        steps["direction_rate"] = stop.rate
     return np.asarray(ss), np.asarray(phis), steps
+
+
+def _extend(grid, s1, end, per_e):
+    """The checkpoint grid, continued past its last point at the same density."""
+    if end <= grid[-1]:
+        return grid
+    extra = grid[-1] + np.arange(1, math.ceil((end - grid[-1]) * per_e) + 1) / per_e
+    return np.concatenate([grid, np.minimum(extra, end)])
 
 
 def _slide_segment(

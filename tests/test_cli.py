@@ -36,6 +36,10 @@ REPORT_KEYS = {
     "steps",
     "balance",
     "case",
+    "kkt_residual",
+    "multipliers",
+    "active_set",
+    "optimality",
 }
 CASE_KEYS = {"family", "depth", "activation", "n", "loss"}
 
@@ -165,6 +169,47 @@ def test_examine_a_construction():
     assert report["case"]["family"] == "convolutional"
 
 
+def test_the_report_says_what_is_proved_and_how():
+    """Lemma C.6: a KKT point, certified locally optimal by Theorem 4.3, and not
+    globally optimal, with a better point that re-verifies here."""
+    result = run_cli("examine", "--construction", "lemmaC.6")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["kkt_residual"] < 1e-9
+    assert report["active_set"] == [0, 1, 2]
+    assert all(lam > 0 for lam in report["multipliers"])
+    verdict = report["optimality"]
+    assert verdict["local"] is True and verdict["global"] is False
+    kinds = {e["kind"]: e for e in verdict["evidence"]}
+    local = next(e for e in verdict["evidence"] if e.get("theorem") == "4.3")
+    assert local["holds"] and local["solver"] and local["excess"] <= local["tol"]
+    better = kinds["better_point"]
+    net = cases.get("lemmaC.6").network
+    c = cases.get("lemmaC.6").case
+    theta = np.array(better["theta"])
+    assert np.min(net.margins(theta, c.X, c.y)) >= 1 - 1e-12
+    assert theta @ theta < report["norm_squared"] - 1.0
+
+
+def test_nothing_proved_is_reported_as_null():
+    """Theorem 4.4's shared-weight limit: no certificate covers it and no witness
+    search has run, so both verdicts are null, with the reason."""
+    result = run_cli("examine", "--construction", "thm4.4-relu", "--no-exact")
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)["optimality"]
+    assert verdict["local"] is None and verdict["global"] is None
+    assert verdict["evidence"][0]["kind"] == "none"
+
+
+def test_direction_tol_zero_stops_at_the_target(tmp_path):
+    path = write_json(tmp_path / "case.json", GOOD_CASE)
+    result = run_cli("examine", path, "--target-norm", "1e4", "--direction-tol", "0")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["log_norm"] == pytest.approx(np.log(1e4), rel=1e-9)
+    assert report["settings"]["direction_tol"] is None
+
+
 def test_unknown_construction_is_a_usage_error():
     result = run_cli("examine", "--construction", "thm9.9")
     assert_one_error_line(result, 2)
@@ -196,6 +241,8 @@ def test_help(args):
         ["examine", "--construction", "thm3.2", "--target-norm", "inf"],
         ["examine", "--construction", "thm3.2", "--rtol", "0.5"],
         ["examine", "--construction", "thm3.2", "--loss", "hinge"],
+        ["examine", "--construction", "thm3.2", "--direction-tol", "-1e-9"],
+        ["examine", "--construction", "thm3.2", "--direction-tol", "one"],
     ],
     ids=lambda a: " ".join(a) or "no-args",
 )

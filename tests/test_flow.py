@@ -266,3 +266,51 @@ def test_small_margin_data_reach_the_svm_value(eps):
     traj = gradient_flow(net, X, np.ones(2), np.array([0.3, -0.2, 0.5, 0.1, 0.7, -0.4]))
     # The far direction is accurate to about 1e-10 relative here; 1e-8 leaves room.
     assert traj.norm_squared == pytest.approx(2.0 / eps, rel=1e-8)
+
+
+# One sample on a linear convolutional net whose patches x^(1) = (1, 0) and
+# x^(2) = (0, 0.9) make the far flow a power iteration with eigenvalue ratio 0.9: the
+# direction error decays only like ||theta||^-0.1, and the limit is closed-form
+# (the top singular vectors: w = (1, 0), v = (1, 0), balanced, margin 1).
+SLOW_NET_ARGS = (3, 2, 1, "linear")
+SLOW_X, SLOW_Y = np.array([[1.0, 0.0, 0.9]]), np.array([1.0])
+SLOW_THETA0 = np.array([0.6, 0.8, 0.7, 0.5])
+SLOW_LIMIT = np.array([1.0, 0.0, 1.0, 0.0])
+
+
+def test_direction_tol_follows_a_slow_flow_to_its_limit():
+    net = convolutional(*SLOW_NET_ARGS)
+    near = gradient_flow(net, SLOW_X, SLOW_Y, SLOW_THETA0, target_norm=1e8)
+    # ||theta||^-0.1 at 1e8 is 0.158: the point at the target is no limit yet.
+    assert np.abs(near.theta_tilde - SLOW_LIMIT).max() > 0.1
+    far = gradient_flow(
+        net, SLOW_X, SLOW_Y, SLOW_THETA0, direction_tol=1e-10, max_evaluations=100_000
+    )
+    assert far.steps["direction_rate"] <= 1e-10
+    # The remaining error is about rate / 0.1 = 1e-9; 1e-8 leaves a factor 10.
+    assert np.abs(far.theta_tilde - SLOW_LIMIT).max() < 1e-8
+    assert far.log_norm > 100  # it really had to go far
+    assert far.log_norms[-1] == pytest.approx(far.log_norm)
+
+
+def test_direction_tol_gives_up_at_max_log_norm_with_the_rate():
+    net = convolutional(*SLOW_NET_ARGS)
+    with pytest.raises(FlowError, match=r"still moves at .* \(max_log_norm\)"):
+        gradient_flow(
+            net, SLOW_X, SLOW_Y, SLOW_THETA0, direction_tol=1e-10, max_log_norm=40.0
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"direction_tol": 0.0}, "direction_tol"),
+        ({"direction_tol": 2.0}, "direction_tol"),
+        ({"max_log_norm": 10.0}, "max_log_norm"),
+        ({"max_log_norm": 800.0}, "max_log_norm"),
+    ],
+)
+def test_bad_convergence_options(kwargs, message):
+    net = convolutional(*SLOW_NET_ARGS)
+    with pytest.raises(ValueError, match=message):
+        gradient_flow(net, SLOW_X, SLOW_Y, SLOW_THETA0, **kwargs)

@@ -1,0 +1,199 @@
+"""Optimality certificates for GF limits, and the verdict they support.
+
+- `invariants.certify.record`: the `Certificate` record every solver fills in;
+- `invariants.certify.linear`: least-distance certificates (Theorems 3.1, 5.2, 5.4);
+- `invariants.certify.conic`: group-norm SOCPs (Theorems 4.2 (1) and 4.3);
+- `invariants.certify.exact`: the exact global optimum of small depth-2 ReLU nets.
+
+`optimality` runs every certificate whose hypotheses hold and says what they prove:
+`True` only with a certificate that holds, `False` only with a verified better point,
+and `None` where nothing was proved either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from invariants.certify.record import (
+    CERTIFICATE_TOL,
+    Certificate,
+    CertificateError,
+    NotApplicableError,
+    assert_certified,
+)
+from invariants.kkt import rescale
+from invariants.networks import Network
+from invariants.validation import check_dataset, check_theta
+
+__all__ = [
+    "CERTIFICATE_TOL",
+    "Certificate",
+    "CertificateError",
+    "NotApplicableError",
+    "Optimality",
+    "assert_certified",
+    "optimality",
+    "verified_better_point",
+]
+
+
+@dataclass
+class Optimality:
+    """What the certificates prove about one limit theta~ of Problem 2.
+
+    `local` / `global_`: True (a certificate holds), False (a verified feasible point
+    with a smaller norm; for `local`, arbitrarily close), None (not proved). `layers`
+    holds the per-layer certificates of Problem 4 (Theorems 5.2 and 5.4)."""
+
+    local: bool | None = None
+    global_: bool | None = None
+    evidence: list = field(default_factory=list)
+    layers: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "local": self.local,
+            "global": self.global_,
+            "evidence": self.evidence,
+            "layers": self.layers,
+        }
+
+
+def verified_better_point(
+    network: Network, X, y, theta_prime, limit_value: float, tol: float
+) -> dict | None:
+    """theta' as evidence that the limit is not a global optimum, if it verifies:
+    rescaled onto the feasible set (every margin >= 1, recomputed here) its squared
+    norm is below limit_value by more than tol relative. None otherwise."""
+    try:
+        point = rescale(network, X, y, theta_prime)
+    except ValueError:
+        return None
+    q_min = float(np.min(network.margins(point, X, y)))
+    value = float(point @ point)
+    if not (q_min >= 1.0 - 1e-12 and value < limit_value * (1.0 - tol)):
+        return None
+    return {
+        "kind": "better_point",
+        "theta": point.tolist(),
+        "norm_squared": value,
+        "limit_value": limit_value,
+        "smallest_margin": q_min,
+        "verified_by": "margins and norm recomputed by invariants.certify",
+    }
+
+
+def optimality(
+    network: Network, X, y, theta, *, tol: float = CERTIFICATE_TOL, exact: bool = True
+) -> Optimality:
+    """Run every applicable certificate on theta's direction (see module).
+
+    `exact=False` skips the pattern enumeration for depth-2 ReLU networks (it solves
+    up to `exact.MAX_CONVEX_PROBLEMS` conic problems)."""
+    from invariants.certify import conic, linear
+    from invariants.certify import exact as exact_module
+
+    X, y = check_dataset(X, y, network.input_dim)
+    theta = check_theta(theta, network.num_parameters)
+    theta_t = rescale(network, X, y, theta)
+    limit_value = float(theta_t @ theta_t)
+    out = Optimality()
+
+    def attempt(make, *, decides_global, decides_local, name):
+        try:
+            cert = make()
+        except NotApplicableError as exc:
+            out.evidence.append(
+                {"kind": "not_applicable", "theorem": name, "reason": str(exc)}
+            )
+            return None
+        except (CertificateError, ValueError) as exc:
+            out.evidence.append({"kind": "failed", "theorem": name, "reason": str(exc)})
+            return None
+        out.evidence.append({"kind": "certificate", **cert.to_json()})
+        if cert.holds:
+            if decides_global:
+                out.global_ = True
+            if decides_local or decides_global:
+                out.local = True
+        return cert
+
+    depth2_no_share = network.depth == 2 and network.is_no_share
+    # 1. Whole-network certificates, by regime.
+    if network.is_fully_connected and network.is_linear:
+        cert = attempt(
+            lambda: linear.certify_theorem_3_1(network, X, y, theta_t, tol=tol),
+            decides_global=True, decides_local=True, name="3.1",
+        )  # fmt: skip
+        if cert is not None and not cert.holds:
+            u = np.asarray(cert.residuals["svm_direction"])
+            _refute(out, network, X, y, _lift_linear(network, u), limit_value, tol)
+    elif depth2_no_share and network.is_linear:
+        attempt(
+            lambda: conic.certify_theorem_4_2(network, X, y, theta_t, tol=tol),
+            decides_global=True, decides_local=True, name="4.2 (1)",
+        )  # fmt: skip
+    elif depth2_no_share:
+        attempt(
+            lambda: conic.certify_theorem_4_3(network, X, y, theta_t, tol=tol),
+            decides_global=False, decides_local=True, name="4.3",
+        )  # fmt: skip
+        if exact:
+            cert = attempt(
+                lambda: exact_module.certify_global_depth2_relu(
+                    network, X, y, theta_t, tol=tol
+                ),
+                decides_global=True, decides_local=False,
+                name="exact (pattern enumeration)",
+            )  # fmt: skip
+            if cert is not None and not cert.holds:
+                better = exact_module.better_point(cert, network, X, y)
+                if better is not None:
+                    _refute(out, network, X, y, better, limit_value, tol)
+
+    if not out.evidence:
+        out.evidence.append(
+            {
+                "kind": "none",
+                "reason": (
+                    "no whole-network certificate covers a "
+                    f"{network.describe()}: the paper's guarantees are for "
+                    "fully-connected linear nets (3.1) and depth-2 N_no-share "
+                    "nets (4.2 (1), 4.3)"
+                ),
+            }
+        )
+
+    # 2. Per-layer certificates of Problem 4, for any network in N.
+    for layer in range(1, network.depth + 1):
+        try:
+            cert = linear.certify_layer(network, X, y, theta_t, layer, tol=tol)
+        except NotApplicableError as exc:
+            out.layers.append({"layer": layer, "kind": "not_applicable",
+                               "reason": str(exc)})  # fmt: skip
+        except CertificateError as exc:
+            out.layers.append({"layer": layer, "kind": "failed", "reason": str(exc)})
+        else:
+            out.layers.append({"layer": layer, "kind": "certificate", **cert.to_json()})
+    return out
+
+
+def _refute(out, network, X, y, theta_prime, limit_value, tol) -> None:
+    evidence = verified_better_point(network, X, y, theta_prime, limit_value, tol)
+    if evidence is not None:
+        out.global_ = False
+        out.evidence.append(evidence)
+
+
+def _lift_linear(network: Network, u: np.ndarray) -> np.ndarray:
+    """A fully-connected linear network computing x -> u.x along its first hidden
+    unit of every layer, balanced across layers."""
+    r = float(np.linalg.norm(u)) ** (1.0 / network.depth)
+    theta = np.zeros(network.num_parameters)
+    sl = network.layer_slices
+    theta[sl[0].start : sl[0].start + network.input_dim] = u / np.linalg.norm(u) * r
+    for l in range(1, network.depth):
+        theta[sl[l].start] = r
+    return theta
