@@ -8,7 +8,7 @@ field beyond the network's Jacobian, fits multipliers to the limit.
 
 import numpy as np
 import pytest
-from hypothesis import event, given, note
+from hypothesis import event, given, note, target
 from limits import limit_of
 
 from invariants.kkt import KKT_TOL, assert_kkt, kkt_point
@@ -23,6 +23,7 @@ def test_the_limit_of_gradient_flow_is_a_kkt_point(case):
     traj = limit_of(case)
     point = assert_kkt(net, case.X, case.y, traj.theta_tilde, tol=KKT_TOL)
     note(f"kkt_residual {point.residual:.3e}, log||theta|| {traj.log_norm:.1f}")
+    target(point.residual, label="kkt_residual")
     if point.slopes:
         event("limit has a zero input to a neuron")
 

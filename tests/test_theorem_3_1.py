@@ -5,7 +5,7 @@ SVM without bias."""
 import cvxpy as cp
 import numpy as np
 import pytest
-from hypothesis import event, given, note
+from hypothesis import event, given, note, target
 from hypothesis import strategies as st
 from limits import limit_of
 
@@ -28,6 +28,8 @@ def test_gradient_flow_reaches_the_global_optimum(case):
     traj = limit_of(case)
     cert = certify_theorem_3_1(case.network, case.X, case.y, traj.theta_tilde)
     note(cert.summary())
+    target(cert.excess, label="excess")
+    target(cert.gap, label="gap")
     assert_certified(cert, context=repr(case))
     assert cert.gap <= 1e-9
 

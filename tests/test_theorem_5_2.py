@@ -3,7 +3,7 @@ layer u~^(l) of the GF limit is a global optimum of Problem 4 (the other layers
 fixed at the limit)."""
 
 import pytest
-from hypothesis import event, given, note
+from hypothesis import event, given, note, target
 from hypothesis import strategies as st
 from limits import limit_of, off_optimum
 
@@ -31,6 +31,7 @@ def test_every_layer_of_the_limit_is_globally_optimal(case):
         cert = certify_layer(net, case.X, case.y, traj.theta_tilde, layer)
         note(cert.summary())
         assert cert.theorem == "5.2" and cert.claim == "global"
+        target(cert.excess, label=f"excess, layer {layer}")
         assert_certified(cert, context=repr(case))
 
         moved = off_optimum(net, traj.theta_tilde, case.X, case.y, layer, size)

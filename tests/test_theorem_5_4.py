@@ -4,7 +4,7 @@ last layer, whose Problem 4 is convex, a global one)."""
 
 import numpy as np
 import pytest
-from hypothesis import event, given, note
+from hypothesis import event, given, note, target
 from hypothesis import strategies as st
 from limits import limit_of, off_optimum
 
@@ -45,6 +45,7 @@ def test_layers_without_zero_inputs_above_them_are_locally_optimal(case):
     for layer, cert in certifiable_layers(net, traj.theta_tilde, X, y):
         note(cert.summary())
         assert cert.theorem == "5.4"
+        target(cert.excess, label=f"excess, layer {layer}")
         assert cert.claim == ("global" if layer == net.depth else "local")
         assert_certified(cert, context=repr(case))
 

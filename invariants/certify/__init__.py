@@ -65,15 +65,23 @@ def verified_better_point(
     network: Network, X, y, theta_prime, limit_value: float, tol: float
 ) -> dict | None:
     """theta' as evidence that the limit is not a global optimum, if it verifies:
-    rescaled onto the feasible set (every margin >= 1, recomputed here) its squared
+    rescaled onto the feasible set (every margin >= 1 in floating point, recomputed
+    here) its squared
     norm is below limit_value by more than tol relative. None otherwise."""
+    from invariants.certify.conic import feasible_scale
+
     try:
         point = rescale(network, X, y, theta_prime)
-    except ValueError:
+        # Rounding can leave the rescaled margins an ulp or so below 1; grow the
+        # point until they are >= 1 in floating point, so feasibility is exact.
+        point = point * feasible_scale(
+            lambda c: np.min(network.margins(c * point, X, y)), network.depth
+        )
+    except (ValueError, CertificateError):
         return None
     q_min = float(np.min(network.margins(point, X, y)))
     value = float(point @ point)
-    if not (q_min >= 1.0 - 1e-12 and value < limit_value * (1.0 - tol)):
+    if not (q_min >= 1.0 and value < limit_value * (1.0 - tol)):
         return None
     return {
         "kind": "better_point",
