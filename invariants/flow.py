@@ -77,8 +77,17 @@ STIFF_METHOD = "BDF"
 # leaves alone drift by 2% of its size, DOP853 by 2e-7.
 FIT_METHOD = "LSODA"
 SLIDING_METHOD = "DOP853"
-# log||theta|| beyond which exp(s) phi overflows a double.
-MAX_LOG_NORM = 700.0
+# log of the largest double, less a margin: every quantity a checker computes from a
+# checkpoint must stay finite, ||theta||^2 (2 s) and the margins (m s) included.
+LOG_FLOAT_MAX = 700.0
+
+
+def max_log_norm_for(network: Network) -> float:
+    """The largest log||theta|| whose checkpoints, squared norms and margins are all
+    representable: LOG_FLOAT_MAX / max(2, depth)."""
+    return LOG_FLOAT_MAX / max(2, network.depth)
+
+
 # BDF's error estimate is looser than Radau's at equal rtol: a parameter that GF
 # leaves alone drifted by 4e-6 of its size at rtol 1e-10 (Radau: 2e-7). A hundredth
 # of rtol restores that accuracy and keeps most of the saving.
@@ -158,13 +167,14 @@ def gradient_flow(
     max_evaluations: int = 50_000,
     max_fit_checkpoints: int = 200,
     direction_tol: float | None = None,
-    max_log_norm: float = MAX_LOG_NORM,
+    max_log_norm: float | None = None,
 ) -> Trajectory:
     """Follow GF, d theta/dt = -grad L(theta), from theta0 to ||theta|| = target_norm.
 
     With `direction_tol`, keep going past target_norm until the direction moves by
     less than direction_tol per unit of log||theta|| (measured over the last
-    checkpoint interval), or raise `FlowError` at log||theta|| = max_log_norm. GF's
+    checkpoint interval), or raise `FlowError` at log||theta|| = max_log_norm (by
+    default, and at most, `max_log_norm_for(network)`: 350 at depth 2). GF's
     direction converges like a power of 1/||theta|| whose exponent depends on the
     case (a spectral gap of the limit); some cases are still 1e-1 away from their
     limit direction at ||theta|| = 1e8 and within 1e-16 of it by 1e64, which the
@@ -202,11 +212,14 @@ def gradient_flow(
         raise ValueError(f"max_evaluations={max_evaluations!r} must be an integer >= 1")
     if direction_tol is not None and not (0 < direction_tol < 1):
         raise ValueError(f"direction_tol={direction_tol!r} must be in (0, 1) or None")
-    if not (math.log(target_norm) <= max_log_norm <= MAX_LOG_NORM):
+    ceiling = max_log_norm_for(network)
+    if max_log_norm is None:
+        max_log_norm = ceiling
+    if not (math.log(target_norm) <= max_log_norm <= ceiling):
         raise ValueError(
             f"max_log_norm={max_log_norm!r} must lie between log(target_norm) = "
-            f"{math.log(target_norm):.6g} and {MAX_LOG_NORM} (beyond it theta "
-            "overflows a float)"
+            f"{math.log(target_norm):.6g} and {ceiling:.6g} (beyond it ||theta||^2 "
+            f"or the margins of a depth-{network.depth} network overflow a double)"
         )
     started = time.perf_counter()
     fld = Field(network, X, y, loss)

@@ -35,7 +35,7 @@ from scipy.optimize import nnls
 
 from invariants.activation import ZERO_INPUT_TOL, zero_inputs
 from invariants.networks import Network
-from invariants.validation import check_dataset, check_theta
+from invariants.validation import check_dataset, check_theta, check_tolerance
 
 __all__ = [
     "ACTIVE_TOL",
@@ -66,6 +66,12 @@ def rescale(network: Network, X, y, theta) -> np.ndarray:
     Problem 2 in theta's direction with the smallest norm."""
     X, y = check_dataset(X, y, network.input_dim)
     theta = check_theta(theta, network.num_parameters)
+    # Only the direction matters; dividing by the largest entry first keeps the
+    # margins of a far GF iterate (||theta|| up to 1e308) or a tiny one finite.
+    largest = float(np.max(np.abs(theta)))
+    if largest == 0:
+        raise ValueError("theta = 0 has no direction to rescale")
+    theta = theta / largest
     q = network.margins(theta, X, y)
     q_min = float(np.min(q))
     if not q_min > 0:
@@ -103,7 +109,13 @@ class KKTPoint:
             "active_set": list(self.active_set),
             "multipliers": self.multipliers.tolist(),
             "clarke_slopes": [
-                {"layer": l, "sample": i, "neuron": a, "slope": s}
+                # A kink of a sample with multiplier 0 uses no slope: null.
+                {
+                    "layer": l,
+                    "sample": i,
+                    "neuron": a,
+                    "slope": s if math.isfinite(s) else None,
+                }
                 for (l, i, a), s in sorted(self.slopes.items())
             ],
             "corners": self.corners,
@@ -125,9 +137,8 @@ def kkt_point(
 
     theta may be any point with every margin positive (a GF iterate, a trainer's
     checkpoint); only its direction matters."""
-    for name, v in (("active_tol", active_tol), ("zero_tol", zero_tol)):
-        if not (isinstance(v, (int, float)) and 0 <= v < 1):
-            raise ValueError(f"{name} must be a number in [0, 1), got {name}={v!r}")
+    active_tol = check_tolerance(active_tol, "active_tol", high=0.5, allow_zero=True)
+    zero_tol = check_tolerance(zero_tol, "zero_tol", high=0.5, allow_zero=True)
     X, y = check_dataset(X, y, network.input_dim)
     theta_t = rescale(network, X, y, theta)
     q = network.margins(theta_t, X, y)
@@ -212,6 +223,7 @@ def assert_kkt(
     network: Network, X, y, theta, *, tol: float = KKT_TOL, context: str = "", **options
 ) -> KKTPoint:
     """Raise AssertionError unless theta's direction is a KKT point of Problem 2."""
+    tol = check_tolerance(tol, "tol", high=1.0)
     point = kkt_point(network, X, y, theta, **options)
     if not point.residual <= tol:
         where = f" [{context}]" if context else ""

@@ -7,12 +7,13 @@ if the residual vanishes, the constraints are infeasible.
 
 The answer is re-checked, never trusted: feasibility of d, non-negativity of the
 multipliers, stationarity d = G^T lambda and complementary slackness are recomputed
-here, relative to the data's scale (the rows of G are normalised before the solve,
+here, relative to the data's scale (each constraint is normalised before the solve,
 since NNLS verdicts depend on scale).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +37,15 @@ class LeastDistance:
     residuals: dict
 
 
-def least_distance(G: np.ndarray, h: np.ndarray, *, tol: float = 1e-9) -> LeastDistance:
-    """The minimum-norm d with G d >= h, and multipliers lambda >= 0, d = G^T lambda."""
+def least_distance(
+    G: np.ndarray, h: np.ndarray, *, tol: float = 1e-9, norm_hint: float | None = None
+) -> LeastDistance:
+    """The minimum-norm d with G d >= h, and multipliers lambda >= 0, d = G^T lambda.
+
+    `norm_hint`, the norm of any point known to be feasible, lets the solve run on a
+    rescaled problem whose answer has norm <= 1: the reduction below recovers d as
+    r / r_last with r_last = -1 / (1 + ||d||^2), which loses ||d||^2 in relative
+    accuracy when d is long."""
     G = np.asarray(G, dtype=float)
     h = np.asarray(h, dtype=float)
     if G.ndim != 2 or G.shape[0] == 0:
@@ -49,9 +57,21 @@ def least_distance(G: np.ndarray, h: np.ndarray, *, tol: float = 1e-9) -> LeastD
     if np.all(h <= 0):
         z = np.zeros(G.shape[1])
         return LeastDistance(z, np.zeros(G.shape[0]), {"feasibility": 0.0})
+    if norm_hint is not None:
+        if not (math.isfinite(norm_hint) and norm_hint > 0):
+            raise ValueError(
+                f"norm_hint must be positive and finite, got {norm_hint!r}"
+            )
+        # G' = c G has the answer d' = d / c and multipliers lambda' = lambda / c^2.
+        inner = least_distance(norm_hint * G, h, tol=tol)
+        d, lam = inner.d * norm_hint, inner.multipliers * norm_hint**2
+        return LeastDistance(d, lam, check_least_distance(G, h, d, lam, tol=tol))
 
-    # Row scaling keeps the NNLS well posed when the constraints differ in size.
-    scale = np.linalg.norm(G, axis=1)
+    # Scale each constraint (g_i, h_i) as a whole, so every column of the NNLS
+    # matrix below has unit norm. Scaling g_i alone would leave h_i / ||g_i|| in the
+    # last row, spread over as many orders of magnitude as the rows' sizes, and
+    # NNLS then called feasible problems infeasible once rows differed by ~3e3.
+    scale = np.sqrt(np.linalg.norm(G, axis=1) ** 2 + h**2)
     scale[scale == 0] = 1.0
     Gs, hs = G / scale[:, None], h / scale
     E = np.vstack([Gs.T, hs[None, :]])

@@ -6,9 +6,19 @@ rule, so a bad case fails before it reaches numerics that would abort or mislead
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
-__all__ = ["check_activation", "check_dataset", "check_loss", "check_theta"]
+__all__ = [
+    "check_activation",
+    "check_dataset",
+    "check_layer",
+    "check_loss",
+    "check_theta",
+    "check_tolerance",
+]
 
 ACTIVATIONS = ("relu", "linear")
 LOSSES = ("exponential", "logistic")
@@ -76,3 +86,29 @@ def check_theta(theta, num_parameters: int, name: str = "theta") -> np.ndarray:
         i = int(np.flatnonzero(~np.isfinite(theta))[0])
         raise ValueError(f"{name} must be finite; {name}[{i}] = {theta[i]}")
     return theta
+
+
+def check_tolerance(
+    value, name: str, *, high: float, allow_zero: bool = False
+) -> float:
+    """A tolerance as a float: a real number (numpy scalars included, bool not:
+    TypeError), finite, in (0, high] (or [0, high] with `allow_zero`: ValueError)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {name}={value!r}")
+    v = float(value)
+    low_ok = v >= 0 if allow_zero else v > 0
+    if not (math.isfinite(v) and low_ok and v <= high):
+        bracket = "[0" if allow_zero else "(0"
+        raise ValueError(
+            f"{name} must be in {bracket}, {high:g}], got {name}={value!r}"
+        )
+    return v
+
+
+def check_layer(value, depth: int) -> int:
+    """A layer index 1..depth as an int (numpy integers included, bool not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"layer must be an integer in 1..{depth}, got layer={value!r}")
+    if not 1 <= int(value) <= depth:
+        raise ValueError(f"layer must be an integer in 1..{depth}, got layer={value!r}")
+    return int(value)

@@ -307,10 +307,28 @@ def test_direction_tol_gives_up_at_max_log_norm_with_the_rate():
         ({"direction_tol": 0.0}, "direction_tol"),
         ({"direction_tol": 2.0}, "direction_tol"),
         ({"max_log_norm": 10.0}, "max_log_norm"),
-        ({"max_log_norm": 800.0}, "max_log_norm"),
+        ({"max_log_norm": 351.0}, "max_log_norm"),
     ],
 )
 def test_bad_convergence_options(kwargs, message):
     net = convolutional(*SLOW_NET_ARGS)
     with pytest.raises(ValueError, match=message):
         gradient_flow(net, SLOW_X, SLOW_Y, SLOW_THETA0, **kwargs)
+
+
+def test_max_log_norm_stops_where_checkpoints_would_overflow():
+    """||theta||^2 and the margins (degree m) of every checkpoint must be finite, so
+    the ceiling is 700 / max(2, m): 350 at depth 2, 87.5 at depth 8."""
+    from invariants.flow import max_log_norm_for
+
+    assert max_log_norm_for(diagonal(2, 2, "linear")) == 350.0
+    deep = diagonal(2, 8, "linear")
+    assert max_log_norm_for(deep) == 87.5
+    X, y = np.array([[1.0, 1.0]]), np.ones(1)
+    with pytest.raises(ValueError, match="overflow a double"):
+        gradient_flow(deep, X, y, np.ones(deep.num_parameters), max_log_norm=100.0)
+    traj = gradient_flow(
+        deep, X, y, np.ones(deep.num_parameters), target_norm=1e30, direction_tol=1e-9
+    )
+    assert np.all(np.isfinite(traj.directions()))
+    assert np.all(np.isfinite(traj.log_losses()))

@@ -18,6 +18,7 @@ import numpy as np
 
 from invariants.certify.record import (
     CERTIFICATE_TOL,
+    MAX_CERTIFICATE_TOL,
     Certificate,
     CertificateError,
     NotApplicableError,
@@ -25,7 +26,7 @@ from invariants.certify.record import (
 )
 from invariants.kkt import rescale
 from invariants.networks import Network
-from invariants.validation import check_dataset, check_theta
+from invariants.validation import check_dataset, check_theta, check_tolerance
 
 __all__ = [
     "CERTIFICATE_TOL",
@@ -34,9 +35,36 @@ __all__ = [
     "NotApplicableError",
     "Optimality",
     "assert_certified",
+    "certify_global_depth2_relu",
+    "certify_layer",
+    "certify_problem_8",
+    "certify_theorem_3_1",
+    "certify_theorem_4_2",
+    "certify_theorem_4_3",
     "optimality",
     "verified_better_point",
 ]
+
+# The certificates, loaded on first use: the conic ones import cvxpy.
+_LAZY = {
+    "certify_theorem_3_1": "linear",
+    "certify_layer": "linear",
+    "certify_theorem_4_2": "conic",
+    "certify_theorem_4_3": "conic",
+    "certify_problem_8": "conic",
+    "certify_global_depth2_relu": "exact",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'invariants.certify' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"invariants.certify.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 @dataclass
@@ -103,6 +131,7 @@ def optimality(
     from invariants.certify import conic, linear
     from invariants.certify import exact as exact_module
 
+    tol = check_tolerance(tol, "tol", high=MAX_CERTIFICATE_TOL)
     X, y = check_dataset(X, y, network.input_dim)
     theta = check_theta(theta, network.num_parameters)
     theta_t = rescale(network, X, y, theta)
@@ -139,10 +168,21 @@ def optimality(
             u = np.asarray(cert.residuals["svm_direction"])
             _refute(out, network, X, y, _lift_linear(network, u), limit_value, tol)
     elif depth2_no_share and network.is_linear:
-        attempt(
+        cert = attempt(
             lambda: conic.certify_theorem_4_2(network, X, y, theta_t, tol=tol),
             decides_global=True, decides_local=True, name="4.2 (1)",
         )  # fmt: skip
+        if cert is None:
+            # Some w~_l = 0: the theorem is silent, but Problem 8 still bounds
+            # every point of the network, so the bound may still prove optimality.
+            cert = attempt(
+                lambda: conic.certify_problem_8(network, X, y, theta_t, tol=tol),
+                decides_global=True, decides_local=True, name="Problem 8 bound",
+            )  # fmt: skip
+        if cert is not None and not cert.holds:
+            better = cert.residuals.get("better_point")
+            if better is not None:
+                _refute(out, network, X, y, np.asarray(better), limit_value, tol)
     elif depth2_no_share:
         attempt(
             lambda: conic.certify_theorem_4_3(network, X, y, theta_t, tol=tol),

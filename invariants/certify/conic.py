@@ -48,6 +48,7 @@ __all__ = [
     "GroupNormProblem",
     "GroupNormSolution",
     "Neuron",
+    "certify_problem_8",
     "certify_theorem_4_2",
     "certify_theorem_4_3",
     "depth2_neurons",
@@ -309,25 +310,41 @@ def certify_theorem_4_2(
     """Theorem 4.2 (1): a depth-2 linear N_no-share limit with every w~_l != 0 is a
     global optimum of Problem 2. Certified against Problem 8."""
     name = "4.2 (1)"
+    _check_depth2_linear(network, name)
+    X, y, theta_t = _rescaled(network, X, y, theta)
+    norm = float(np.linalg.norm(theta_t))
+    for neuron in depth2_neurons(network):
+        size = float(np.linalg.norm(theta_t[neuron.w_positions]))
+        if size <= ZERO_WEIGHT_TOL * norm:
+            raise NotApplicableError(
+                f"Theorem {name} needs every w~_l != 0, but neuron {neuron.index} has "
+                f"||w~|| = {size:.3g} = {size / norm:.3g} ||theta~|| (zero below "
+                f"{ZERO_WEIGHT_TOL:g}); `certify_problem_8` still bounds it"
+            )
+    return certify_problem_8(network, X, y, theta_t, tol=tol, theorem=name)
+
+
+def certify_problem_8(
+    network: Network, X, y, theta, *, tol: float = CERTIFICATE_TOL, theorem=None
+) -> Certificate:
+    """Global optimality of any point of a depth-2 linear N_no-share network, against
+    Problem 8, whether or not Theorem 4.2 (1) promises it: 2 x Problem 8's optimum
+    bounds Problem 2 below for every such network, zero neurons included. When the
+    point is not optimal, `residuals["better_point"]` holds the lifted solution."""
+    name = theorem or "Problem 8 bound (any depth-2 linear N_no-share point)"
+    _check_depth2_linear(network, name)
+    X, y, theta_t = _rescaled(network, X, y, theta)
+    A = np.ones((len(y), len(depth2_neurons(network))))
+    return _certify(network, X, y, theta_t, A, name, "global", "Problem 8", tol)
+
+
+def _check_depth2_linear(network: Network, name: str) -> None:
     _check_depth2_no_share(network, name)
     if network.activation != "linear":
         raise NotApplicableError(
             f"Theorem {name} is about linear networks; this one is "
             f"{network.activation} (Theorem 4.3 covers depth-2 ReLU)"
         )
-    X, y, theta_t = _rescaled(network, X, y, theta)
-    neurons = depth2_neurons(network)
-    norm = float(np.linalg.norm(theta_t))
-    for neuron in neurons:
-        size = float(np.linalg.norm(theta_t[neuron.w_positions]))
-        if size <= ZERO_WEIGHT_TOL * norm:
-            raise NotApplicableError(
-                f"Theorem {name} needs every w~_l != 0, but neuron {neuron.index} has "
-                f"||w~|| = {size:.3g} = {size / norm:.3g} ||theta~|| (zero below "
-                f"{ZERO_WEIGHT_TOL:g})"
-            )
-    A = np.ones((len(y), len(neurons)))
-    return _certify(network, X, y, theta_t, A, name, "global", "Problem 8", tol)
 
 
 def certify_theorem_4_3(
@@ -397,7 +414,16 @@ def _certify(network, X, y, theta_t, A, name, claim, problem, tol):
         else 2.0 * sol.residuals["solver_objective"],
         "limit_group_norm": 2.0 * float(sum(np.linalg.norm(v) for v in limit_u)),
         "limit_min_margin": float(np.min(groups.margins(a, limit_u))),
+        "better_point": None,
     }
+    if claim == "global" and 2.0 * sol.primal < float(theta_t @ theta_t) * (1 - tol):
+        # The solver's point, lifted, is a feasible network point with a smaller
+        # norm; callers re-verify it before calling it a witness.
+        by_neuron = {nr.index: u for nr, u in zip(neurons, sol.u)}
+        lifted = lift(
+            network, [by_neuron.get(nr.index) for nr in depth2_neurons(network)]
+        )
+        residuals["better_point"] = lifted.tolist()
     return Certificate(
         theorem=name,
         claim=claim,

@@ -24,6 +24,8 @@ gradients. Problem 4 for layer l is then (locally) this least-distance problem.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from invariants.activation import ZERO_INPUT_TOL, zero_inputs
@@ -36,7 +38,7 @@ from invariants.certify.record import (
 from invariants.kkt import rescale
 from invariants.ldp import InfeasibleError, SolverCheckError, least_distance
 from invariants.networks import Network
-from invariants.validation import check_dataset
+from invariants.validation import check_dataset, check_layer
 
 __all__ = ["certify_layer", "certify_theorem_3_1"]
 
@@ -59,7 +61,12 @@ def certify_theorem_3_1(
     X, y = check_dataset(X, y, network.input_dim)
     theta_t = rescale(network, X, y, theta)
     m = network.depth
-    u, upper, lower, residuals = _least_distance_bounds(y[:, None] * X)
+    # The limit's end-to-end vector separates with margins >= 1: a feasible point
+    # whose norm sets the scale of the solve.
+    end_to_end = network.outputs(theta_t, np.eye(network.input_dim))
+    u, upper, lower, residuals = _least_distance_bounds(
+        y[:, None] * X, float(np.linalg.norm(end_to_end))
+    )
     return Certificate(
         theorem="3.1",
         claim="global",
@@ -92,8 +99,7 @@ def certify_layer(
     local, when every input to a neuron in layers `layer`..m-1 is non-zero; for the
     last layer Problem 4 is convex and the certificate is global."""
     m = network.depth
-    if not (isinstance(layer, int) and 1 <= layer <= m):
-        raise ValueError(f"layer must be an integer in 1..{m}, got layer={layer!r}")
+    layer = check_layer(layer, m)
     X, y = check_dataset(X, y, network.input_dim)
     theta_t = rescale(network, X, y, theta)
     if network.is_linear:
@@ -121,7 +127,7 @@ def certify_layer(
             f"the margins are not linear in layer {layer} at theta~ (Euler's "
             f"identity off by {mismatch:.2e}); the layer's Jacobian is inconsistent"
         )
-    _, upper, lower, residuals = _least_distance_bounds(A)
+    _, upper, lower, residuals = _least_distance_bounds(A, float(np.linalg.norm(u_t)))
     return Certificate(
         theorem=theorem,
         claim=claim,
@@ -139,14 +145,15 @@ def certify_layer(
     )
 
 
-def _least_distance_bounds(A: np.ndarray):
-    """Solve min ||u|| s.t. A u >= 1 and return (u, verified upper bound on ||u*||^2,
-    verified lower bound, residuals)."""
-    # The rows' common scale does not change the answer's direction; dividing it out
-    # keeps NNLS's absolute tolerances meaningful for data of any size.
-    scale = float(np.max(np.linalg.norm(A, axis=1)))
-    if not scale > 0:
-        raise CertificateError("every constraint row is zero: nothing separates")
+def _least_distance_bounds(A: np.ndarray, feasible_norm: float):
+    """Solve min ||u|| s.t. A u >= 1, given the norm of a point known to satisfy it,
+    and return (u, verified upper bound on ||u*||^2, verified lower bound,
+    residuals)."""
+    # Rescaled so that the answer has norm <= 1 (see `least_distance`); the
+    # answer's direction does not depend on the scale.
+    scale = 1.0 / feasible_norm
+    if not (feasible_norm > 0 and math.isfinite(scale)):
+        raise CertificateError(f"no usable feasible point (norm {feasible_norm!r})")
     try:
         sol = least_distance(A / scale, np.ones(A.shape[0]))
     except InfeasibleError as exc:

@@ -17,8 +17,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from invariants.validation import check_tolerance
+
 __all__ = [
     "CERTIFICATE_TOL",
+    "MAX_CERTIFICATE_TOL",
     "Certificate",
     "CertificateError",
     "NotApplicableError",
@@ -30,6 +33,9 @@ __all__ = [
 # direction accurate to ~1e-9 and the margins entering the value to first order at
 # a non-smooth maximum; conic solvers are run to a relative gap of ~1e-10.
 CERTIFICATE_TOL = 1e-6
+# A tolerance is a statement about numerical accuracy, not a licence: at 1e-2 a
+# limit 1% above a verified bound would already count as optimal.
+MAX_CERTIFICATE_TOL = 1e-2
 
 
 class CertificateError(RuntimeError):
@@ -57,6 +63,8 @@ class Certificate:
     residuals: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        tol = check_tolerance(self.tol, "tol", high=MAX_CERTIFICATE_TOL)
+        object.__setattr__(self, "tol", tol)
         for name in ("primal", "dual", "limit_value"):
             v = getattr(self, name)
             if not math.isfinite(v):
