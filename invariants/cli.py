@@ -67,6 +67,16 @@ def _direction_tol(text: str) -> float:
     return value
 
 
+def _count_or_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _rtol(text: str) -> float:
     value = _positive_finite(text)
     if not 1e-13 <= value < 1e-2:
@@ -148,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         "enumeration of up to a few thousand conic problems)",
     )
     ex.add_argument(
+        "--no-search",
+        action="store_true",
+        help="skip the local witness search for limits no certificate proves "
+        "locally optimal",
+    )
+    ex.add_argument(
         "--rtol",
         type=_rtol,
         default=1e-10,
@@ -177,6 +193,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="count",
         default=0,
         help="progress on stderr (-vv for debug detail)",
+    )
+
+    sw = sub.add_parser(
+        "sweep",
+        help="estimate Theorem 3.2's probability over Gaussian initialisations",
+        description=(
+            "Run GF on Theorem 3.2's dataset from i.i.d. standard Gaussian inits, "
+            "seeded by (SEED, k) for k = 0..RUNS-1, and decide for each limit whether "
+            "it is a local optimum (certificate), not one (verified witness) or "
+            "undecided. With --out, runs are appended as JSON lines and runs already "
+            "in the file are skipped, so a sweep resumes and splits by seed. Prints "
+            "a JSON summary with a 95% Wilson interval."
+        ),
+    )
+    sw.add_argument("theorem", choices=("thm3.2",), help="the sweep to run")
+    sw.add_argument("--runs", type=_count, default=100, help="number of inits")
+    sw.add_argument("--seed", type=_count_or_zero, default=0, help="base seed")
+    sw.add_argument("--out", metavar="FILE.jsonl", help="append runs here; resume")
+    sw.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar on stderr"
+    )
+    sw.add_argument(
+        "-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS
     )
 
     ls = sub.add_parser("list", help="print the built-in construction names")
@@ -323,7 +362,7 @@ def _report(case, trajectory, construction=None) -> dict:
     return _jsonable(report)
 
 
-def _judgement(case, trajectory, *, exact: bool) -> dict:
+def _judgement(case, trajectory, *, exact: bool, search: bool) -> dict:
     """The limit's KKT conditions and what the certificates prove about it."""
     from invariants.certify import optimality
     from invariants.kkt import kkt_point
@@ -331,7 +370,7 @@ def _judgement(case, trajectory, *, exact: bool) -> dict:
     args = (case.network, case.X, case.y, trajectory.theta_tilde)
     point = kkt_point(*args)
     log.info("kkt_residual %.3g; certifying", point.residual)
-    verdict = optimality(*args, exact=exact)
+    verdict = optimality(*args, exact=exact, search=search)
     return {
         "kkt_residual": point.residual,
         "multipliers": point.multipliers,
@@ -393,8 +432,28 @@ def _examine(args) -> int:
         trajectory.jacobian_evaluations,
     )
     report = _report(case, trajectory, construction)
-    report.update(_jsonable(_judgement(case, trajectory, exact=not args.no_exact)))
+    report.update(
+        _jsonable(
+            _judgement(
+                case, trajectory, exact=not args.no_exact, search=not args.no_search
+            )
+        )
+    )
     sys.stdout.write(json.dumps(report, allow_nan=False) + "\n")
+    return EXIT_OK
+
+
+def _sweep(args) -> int:
+    from invariants import sweep
+
+    progress = None if args.quiet else sweep.print_progress
+    try:
+        records = sweep.sweep(args.runs, args.seed, args.out, progress=progress)
+    except OSError as exc:
+        raise _UsageError(f"cannot use --out {args.out!r}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise _UsageError(f"--out {args.out!r} is not a JSON-lines file: {exc.msg}")
+    sys.stdout.write(json.dumps(_jsonable(sweep.summary(records))) + "\n")
     return EXIT_OK
 
 
@@ -451,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(verbosity)
         if args.command == "examine":
             return _examine(args)
+        if args.command == "sweep":
+            return _sweep(args)
         return _list(args)
     except _UsageError as exc:
         _fail(str(exc))

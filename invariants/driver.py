@@ -67,6 +67,12 @@ class KinkState:
         self.rays = kinkmod.rays(self.X)
         self.lines = kinkmod.rays(self.X, lines=True)
 
+    def reset(self) -> None:
+        """Forget every pin, for a restart of the same phase from its start."""
+        self.pinned, self.alpha = [], np.empty(0)
+        self.dismissed, self.just_handled = set(), set()
+        self.cache = {}
+
     def surface(self, kink):
         """Every kink on the same surface as `kink`: the same neuron on samples whose
         inputs to it are proportional. By homogeneity that holds for positive

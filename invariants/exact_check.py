@@ -14,7 +14,8 @@ its own margins, which may be 1 - ulp after the rescaling that produced it, are
 reported but not required.
 
 `Witness` keeps one witness as a frozen record that round-trips through JSON bit
-for bit, and `Witness.verify()` re-checks it here from scratch. The searches that
+for bit; `Witness.verify()` (a bool) and `Witness.report()` (the measured
+quantities and the reasons) re-check it here from scratch. The searches that
 propose witnesses (`invariants.witness`) share no code with this module beyond the
 network's index maps, so a bug there cannot vouch for itself, and checking a stored
 witness needs neither them nor an optimiser.
@@ -31,14 +32,13 @@ import numpy as np
 
 from invariants.casefile import network_from_spec, network_to_spec
 from invariants.networks import Network
-from invariants.validation import check_dataset, check_theta
+from invariants.validation import check_dataset, check_layer, check_theta
 
 __all__ = [
     "CLAIM_RTOL",
     "Witness",
     "WitnessError",
     "assert_witness",
-    "check_layer",
     "check_radius",
     "exact_margins",
     "exactly_feasible",
@@ -94,7 +94,7 @@ class Witness:
         if self.radius is not None:
             set_(self, "radius", check_radius(self.radius))
         if self.layer is not None:
-            set_(self, "layer", check_layer(self.layer, self.network))
+            set_(self, "layer", check_layer(self.layer, self.network.depth))
 
     @property
     def relative_gap(self) -> float:
@@ -106,9 +106,13 @@ class Witness:
         """||theta' - theta~||, in floating point (for reading, not for proof)."""
         return float(np.linalg.norm(np.subtract(self.theta, self.theta_tilde)))
 
-    def verify(self) -> dict:
-        """`verify_witness` on this record, plus its claimed gap against the exact
-        one (relative agreement `CLAIM_RTOL`); `verified` is True only if all hold."""
+    def verify(self) -> bool:
+        """True only if `report()` finds every condition holds, in exact arithmetic."""
+        return self.report()["verified"]
+
+    def report(self) -> dict:
+        """`verify_witness` on this record, recomputed from scratch, plus its claimed
+        gap against the exact one (relative agreement `CLAIM_RTOL`)."""
         report = verify_witness(
             self.network,
             self.X,
@@ -244,9 +248,10 @@ def verify_witness(
     condition holds exactly), `reasons` (one line per failed condition, empty when
     verified) and the measured quantities, each the exact value rounded once to a
     float: `smallest_margin`, `sample`, `norm_squared`, `limit_norm_squared`,
-    `norm_gap`, `relative_gap`, `distance`, `changed_layers`, and
-    `limit_smallest_margin`. Malformed input (shapes, non-finite values, a radius
-    that is not a positive float, a layer out of range) raises ValueError.
+    `norm_gap`, `relative_gap`, `changed_layers`, `limit_smallest_margin`, and
+    `distance` (the square root of the rounded exact squared distance). Malformed
+    input raises ValueError (shapes, non-finite values, a radius <= 0, a layer out
+    of range) or TypeError (a radius or layer that is not a number).
     """
     X, y = check_dataset(X, y, network.input_dim)
     theta_tilde = check_theta(theta_tilde, network.num_parameters, "theta_tilde")
@@ -254,7 +259,7 @@ def verify_witness(
     if radius is not None:
         radius = check_radius(radius)
     if layer is not None:
-        layer = check_layer(layer, network)
+        layer = check_layer(layer, network.depth)
 
     # 1. Feasibility of theta', and theta~'s own margins for the record.
     q = exact_margins(network, X, y, theta_prime)
@@ -366,21 +371,13 @@ def _is_number(v) -> bool:
 
 
 def check_radius(radius) -> float:
-    """radius as a float; ValueError unless it is a positive finite number."""
-    if not (_is_number(radius) and math.isfinite(radius) and radius > 0):
+    """radius as a float: a real number (TypeError otherwise), finite and > 0
+    (ValueError otherwise)."""
+    if not _is_number(radius):
+        raise TypeError(f"radius must be a positive finite float, got {radius!r}")
+    if not (math.isfinite(radius) and radius > 0):
         raise ValueError(f"radius={radius!r} must be a positive finite float")
     return float(radius)
-
-
-def check_layer(layer, network: Network) -> int:
-    """layer as an int; ValueError unless it is in 1..depth."""
-    ok = isinstance(layer, (int, np.integer)) and not isinstance(layer, bool)
-    if not (ok and 1 <= layer <= network.depth):
-        raise ValueError(
-            f"layer={layer!r} must be an integer in 1..{network.depth} (layers are "
-            "counted from 1)"
-        )
-    return int(layer)
 
 
 def _check_numbers(value, name) -> None:

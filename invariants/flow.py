@@ -76,6 +76,7 @@ STIFF_METHOD = "BDF"
 # sliding phase stays on DOP853: LSODA was cheaper there but let a parameter that GF
 # leaves alone drift by 2% of its size, DOP853 by 2e-7.
 FIT_METHOD = "LSODA"
+FIT_FALLBACK = "DOP853"
 SLIDING_METHOD = "DOP853"
 # log of the largest double, less a margin: every quantity a checker computes from a
 # checkpoint must stay finite, ||theta||^2 (2 s) and the margins (m s) included.
@@ -358,10 +359,27 @@ def _fit(fld: Field, theta0, loss, rtol, max_length, budget, kinks):
     stats = {}
     threshold_event = Event("threshold", lambda _, th: current_log_loss(th) - goal, -1)
     try:
-        _, theta, reached, recorded = _integrate(
-            FIT_METHOD, velocity, 0.0, theta0, max_length, rtol, kinks, budget, "fit",
-            events=[threshold_event], every_step=True, stats=stats,
-        )  # fmt: skip
+        try:
+            _, theta, reached, recorded = _integrate(
+                FIT_METHOD, velocity, 0.0, theta0, max_length, rtol, kinks, budget,
+                "fit", events=[threshold_event], every_step=True, stats=stats,
+            )  # fmt: skip
+        except StationaryPointError:
+            raise
+        except FlowError as exc:
+            if "budget" in str(exc):
+                raise
+            # LSODA's Newton iterations can fail for good where a neuron dies on a
+            # kink; the explicit method has no Jacobian to get wrong there. Same
+            # path, from the start, so the result does not depend on where LSODA
+            # gave up.
+            log.info("fit phase: %s; retrying with %s", exc, FIT_FALLBACK)
+            kinks.reset()
+            stats.clear()
+            _, theta, reached, recorded = _integrate(
+                FIT_FALLBACK, velocity, 0.0, theta0, max_length, rtol, kinks, budget,
+                "fit", events=[threshold_event], every_step=True, stats=stats,
+            )  # fmt: skip
     except FlowError as exc:
         # Say how far from fitting the path was: a sample whose margin sits at 0 is
         # the usual reason (every path from it to the output inactive).

@@ -59,13 +59,17 @@ from scipy.optimize import minimize
 from invariants.activation import zero_inputs
 from invariants.exact_check import (
     Witness,
-    check_layer,
     check_radius,
     exactly_feasible,
     verify_witness,
 )
 from invariants.networks import Network
-from invariants.validation import check_dataset, check_theta
+from invariants.validation import (
+    check_dataset,
+    check_layer,
+    check_theta,
+    check_tolerance,
+)
 
 __all__ = [
     "MIN_RELATIVE_GAP",
@@ -404,17 +408,16 @@ def _check_search(network, X, y, theta_tilde, layer, min_gap):
     theta_tilde = check_theta(theta_tilde, network.num_parameters, "theta_tilde")
     if not np.any(theta_tilde):
         raise ValueError("theta_tilde = 0: no point is shorter, there is no witness")
-    ok = isinstance(min_gap, (int, float)) and not isinstance(min_gap, bool)
-    if not (ok and 0 <= min_gap < 1):
-        raise ValueError(f"min_relative_gap={min_gap!r} must be a number in [0, 1)")
+    check_tolerance(min_gap, "min_relative_gap", high=1.0, allow_zero=True)
     indices = np.arange(network.num_parameters)
     if layer is not None:
-        indices = indices[network.layer_slices[check_layer(layer, network) - 1]]
+        indices = indices[network.layer_slices[check_layer(layer, network.depth) - 1]]
     return X, y, theta_tilde, indices
 
 
 def _check_count(value, name) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not (ok and value >= 1):
-        raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 1, got {name}={value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
     return int(value)

@@ -192,13 +192,27 @@ def test_the_report_says_what_is_proved_and_how():
 
 
 def test_nothing_proved_is_reported_as_null():
-    """Theorem 4.4's shared-weight limit: no certificate covers it and no witness
-    search has run, so both verdicts are null, with the reason."""
-    result = run_cli("examine", "--construction", "thm4.4-relu", "--no-exact")
+    """Theorem 4.4's shared-weight limit: no certificate covers it and, with the
+    search turned off, no witness either, so both verdicts are null, with the
+    reason."""
+    result = run_cli("examine", "--construction", "thm4.4-relu", "--no-search")
     assert result.returncode == 0, result.stderr
     verdict = json.loads(result.stdout)["optimality"]
     assert verdict["local"] is None and verdict["global"] is None
     assert verdict["evidence"][0]["kind"] == "none"
+
+
+def test_a_found_witness_makes_the_verdict_false():
+    """With the search on, the same limit gets a local witness that re-verifies."""
+    from invariants.exact_check import Witness
+
+    result = run_cli("examine", "--construction", "thm4.4-relu")
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)["optimality"]
+    assert verdict["local"] is False and verdict["global"] is False
+    found = next(e for e in verdict["evidence"] if e["kind"] == "local_witness")
+    found = {k: v for k, v in found.items() if k != "kind"}
+    assert Witness.from_dict(found).verify()
 
 
 def test_direction_tol_zero_stops_at_the_target(tmp_path):

@@ -10,6 +10,7 @@ from invariants.cases import CONSTRUCTIONS, get
 from invariants.certify import optimality
 from invariants.networks import fully_connected
 from invariants.regimes import GUARANTEES, classify
+from invariants.witness import find_local_improvement
 from strategies import architectures, training_cases
 
 # From THEOREMS.md: (guarantee, proving theorem, counterexample to the next stronger).
@@ -83,9 +84,11 @@ def test_bad_input(X, message):
 
 
 @given(training_cases(networks=architectures(max_depth=3, max_width=3)))
-def test_certificates_confirm_every_guarantee_the_classifier_gives(case):
-    """The suite's central consistency check, certificate half: wherever the
-    classifier promises optimality, the certificate of that theorem holds."""
+def test_no_verdict_contradicts_the_classifier(case):
+    """The suite's central consistency check: wherever the classifier promises
+    optimality, the certificate of that theorem holds and the witness searches find
+    nothing (a witness there would be a bug in the searches, the certificates or the
+    classifier); a verified witness only ever appears where nothing is promised."""
     net, X, y = case.network, case.X, case.y
     note(repr(case))
     traj = limit_of(case)
@@ -93,6 +96,12 @@ def test_certificates_confirm_every_guarantee_the_classifier_gives(case):
     event(f"{regime.guarantee} by Theorem {regime.theorem}")
     verdict = optimality(net, X, y, traj.theta_tilde, exact=False)
     note(repr(verdict.to_json()))
+    radius = 1e-2 * float(np.linalg.norm(traj.theta_tilde))
+    if verdict.local is False:
+        event("limit is not a local optimum (verified witness)")
+        assert not regime.at_least("local")
+    if regime.at_least("local"):
+        assert find_local_improvement(net, X, y, traj.theta_tilde, radius) is None
     if regime.at_least("global"):
         assert verdict.global_ is True
     if regime.at_least("local"):
@@ -105,3 +114,7 @@ def test_certificates_confirm_every_guarantee_the_classifier_gives(case):
         assert entry["theorem"] == theorem and entry["holds"], entry
         # The last layer's Problem 4 is convex, so its certificate may claim more.
         assert scope == entry["claim"] or layer == net.depth
+        found = find_local_improvement(
+            net, X, y, traj.theta_tilde, radius, layer=layer, budget=12
+        )
+        assert found is None, found

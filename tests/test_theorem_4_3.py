@@ -51,7 +51,13 @@ def test_gradient_flow_limit_is_certified_local_and_an_unbalanced_one_is_not(cas
     assert cert.gap <= 1e-8
 
     moved, expected = off_balance(net, traj.theta_tilde)
-    bad = certify_theorem_4_3(net, X, y, moved)
+    try:
+        bad = certify_theorem_4_3(net, X, y, moved)
+    except NotApplicableError:
+        # An input within a factor of the zero tolerance (1e-6 of the layer's
+        # scale) can cross it when the layer's weights are rescaled.
+        event("moved point has an input judged zero")
+        return
     note(bad.summary())
     # Balanced limit (Lemma C.4): the largest of at most 3 neurons carries >= 1/3 of
     # ||theta~||^2 and a factor 2 adds 9/8 of its share, so the excess is >= 0.27.

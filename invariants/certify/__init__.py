@@ -28,6 +28,10 @@ from invariants.kkt import rescale
 from invariants.networks import Network
 from invariants.validation import check_dataset, check_theta, check_tolerance
 
+# Radius of the local witness search, relative to ||theta~||: the paper's
+# improvements gain ~radius^2 relative, 1e-4 here, far above rounding.
+LOCAL_RADIUS = 1e-2
+
 __all__ = [
     "CERTIFICATE_TOL",
     "Certificate",
@@ -93,41 +97,47 @@ def verified_better_point(
     network: Network, X, y, theta_prime, limit_value: float, tol: float
 ) -> dict | None:
     """theta' as evidence that the limit is not a global optimum, if it verifies:
-    rescaled onto the feasible set (every margin >= 1 in floating point, recomputed
-    here) its squared
-    norm is below limit_value by more than tol relative. None otherwise."""
-    from invariants.certify.conic import feasible_scale
+    made exactly feasible (every margin >= 1 in rational arithmetic,
+    `invariants.exact_check`), its squared norm is below limit_value by more than tol
+    relative. None otherwise."""
+    from invariants.exact_check import exact_margins, exactly_feasible
 
     try:
-        point = rescale(network, X, y, theta_prime)
-        # Rounding can leave the rescaled margins an ulp or so below 1; grow the
-        # point until they are >= 1 in floating point, so feasibility is exact.
-        point = point * feasible_scale(
-            lambda c: np.min(network.margins(c * point, X, y)), network.depth
-        )
-    except (ValueError, CertificateError):
+        point = exactly_feasible(network, X, y, rescale(network, X, y, theta_prime))
+    except (ValueError, ArithmeticError):
         return None
-    q_min = float(np.min(network.margins(point, X, y)))
+    smallest = min(exact_margins(network, X, y, point))
     value = float(point @ point)
-    if not (q_min >= 1.0 and value < limit_value * (1.0 - tol)):
+    if not (smallest >= 1 and value < limit_value * (1.0 - tol)):
         return None
     return {
         "kind": "better_point",
         "theta": point.tolist(),
         "norm_squared": value,
         "limit_value": limit_value,
-        "smallest_margin": q_min,
-        "verified_by": "margins and norm recomputed by invariants.certify",
+        "smallest_margin": float(smallest),
+        "verified_by": "margins >= 1 in exact rational arithmetic; norm recomputed",
     }
 
 
 def optimality(
-    network: Network, X, y, theta, *, tol: float = CERTIFICATE_TOL, exact: bool = True
+    network: Network,
+    X,
+    y,
+    theta,
+    *,
+    tol: float = CERTIFICATE_TOL,
+    exact: bool = True,
+    search: bool = True,
 ) -> Optimality:
     """Run every applicable certificate on theta's direction (see module).
 
     `exact=False` skips the pattern enumeration for depth-2 ReLU networks (it solves
-    up to `exact.MAX_CONVEX_PROBLEMS` conic problems)."""
+    up to `exact.MAX_CONVEX_PROBLEMS` conic problems). With `search`, a limit that no
+    certificate proves locally optimal gets a local witness search
+    (`invariants.witness.find_local_improvement`, radius LOCAL_RADIUS ||theta~||);
+    a verified witness makes `local` (and `global_`) False, and finding none
+    leaves them None."""
     from invariants.certify import conic, linear
     from invariants.certify import exact as exact_module
 
@@ -214,6 +224,9 @@ def optimality(
             }
         )
 
+    if search and out.local is None:
+        _search_local(out, network, X, y, theta_t)
+
     # 2. Per-layer certificates of Problem 4, for any network in N.
     for layer in range(1, network.depth + 1):
         try:
@@ -226,6 +239,25 @@ def optimality(
         else:
             out.layers.append({"layer": layer, "kind": "certificate", **cert.to_json()})
     return out
+
+
+def _search_local(out, network, X, y, theta_t) -> None:
+    from invariants.witness import find_local_improvement
+
+    radius = LOCAL_RADIUS * float(np.linalg.norm(theta_t))
+    witness = find_local_improvement(network, X, y, theta_t, radius)
+    if witness is None:
+        out.evidence.append(
+            {
+                "kind": "search",
+                "radius": radius,
+                "found": None,
+                "note": "no local witness found; this proves nothing",
+            }
+        )
+    elif witness.verify():
+        out.local = out.global_ = False
+        out.evidence.append({"kind": "local_witness", **witness.to_dict()})
 
 
 def _refute(out, network, X, y, theta_prime, limit_value, tol) -> None:

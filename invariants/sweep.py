@@ -1,0 +1,179 @@
+"""Theorem 3.2's "constant probability", estimated: Gaussian inits, GF, verdicts.
+
+Theorem 3.2 says that on its dataset (x_1 = (1, 1/4), x_2 = (-1, 1/4), both labelled
++1) gradient flow from a random initialisation reaches, with constant probability, a
+KKT point that is not a local optimum. The proof uses a sufficient event: one neuron
+sees both points positively with a positive output weight while the other sees both
+negatively (and then never moves). Under i.i.d. standard Gaussian init its
+probability is ((pi - arccos(-15/17)) / (2 pi))^2 ~ 0.0061, in closed form below.
+
+`run(k, seed)` draws theta0 from `numpy.random.default_rng([seed, k])`, follows GF
+to its converged limit and decides, honestly:
+
+- "not local": `invariants.witness.find_local_improvement` returned a witness that
+  re-verified in exact arithmetic;
+- "local": Theorem 4.3's certificate holds (every input non-zero at the limit);
+- "undecided": neither (no witness found proves nothing);
+- "no fit": GF from this init never gets the loss below the threshold of Theorem 2.1
+  (dead ReLUs, or a sample stuck at margin 0), so it has no KKT limit;
+- "simulator failed": the simulator gave up (budget, or too slow to converge); the
+  summary bounds the estimate both ways for these.
+
+Runs are independent and seeded by (seed, k), so a sweep can be split across
+machines and resumed: `sweep` appends one JSON line per run to `out` and skips the
+k already there. `summary` gives the estimate with a Wilson interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from invariants.cases import get
+
+__all__ = ["EVENT_PROBABILITY", "in_proof_event", "run", "summary", "sweep"]
+
+_ANGLE = math.acos(-15.0 / 17.0)  # between x_1 and x_2
+# P(w . x_1 > 0 and w . x_2 > 0) for Gaussian w is (pi - angle) / (2 pi); the event
+# needs that for one neuron, the opposite for the other, and v > 0 for the first,
+# in either order: 2 * p * p / 2.
+EVENT_PROBABILITY = ((math.pi - _ANGLE) / (2.0 * math.pi)) ** 2
+# Radius of the local witness search around theta~ (||theta~||^2 = 8 there).
+WITNESS_RADIUS = 0.05
+
+
+def in_proof_event(theta0) -> bool:
+    """Whether theta0 = [w_1, w_2, v_1, v_2] lies in the proof's sufficient event."""
+    c = get("thm3.2")
+    w = np.asarray(theta0, dtype=float)[:4].reshape(2, 2) @ c.case.X.T
+    v = np.asarray(theta0, dtype=float)[4:]
+    for a, b in ((0, 1), (1, 0)):
+        if np.all(w[a] > 0) and np.all(w[b] < 0) and v[a] > 0:
+            return True
+    return False
+
+
+def run(k: int, seed: int, *, direction_tol: float = 1e-9) -> dict:
+    """One seeded run of the sweep (see the module docstring)."""
+    from invariants.certify.conic import certify_theorem_4_3
+    from invariants.certify.record import NotApplicableError
+    from invariants.flow import FlowError, StationaryPointError, gradient_flow
+    from invariants.witness import find_local_improvement
+
+    c = get("thm3.2")
+    net, X, y = c.network, c.case.X, c.case.y
+    theta0 = np.random.default_rng([seed, k]).standard_normal(net.num_parameters)
+    record = {"k": k, "seed": seed, "theta0": theta0.tolist()}
+    record["in_proof_event"] = in_proof_event(theta0)
+    started = time.perf_counter()
+    try:
+        traj = gradient_flow(
+            net, X, y, theta0, direction_tol=direction_tol, max_evaluations=60_000
+        )
+    except StationaryPointError as exc:
+        # GF itself never passes the loss threshold: Theorem 2.1 does not apply.
+        record.update(verdict="no fit", reason=str(exc)[:300])
+        record["seconds"] = time.perf_counter() - started
+        return record
+    except FlowError as exc:
+        record.update(verdict="simulator failed", reason=str(exc)[:300])
+        record["seconds"] = time.perf_counter() - started
+        return record
+    theta = traj.theta_tilde
+    record.update(theta_tilde=theta.tolist(), norm_squared=traj.norm_squared)
+    try:
+        if certify_theorem_4_3(net, X, y, theta).holds:
+            record["verdict"] = "local"
+    except NotApplicableError:
+        pass
+    if "verdict" not in record:
+        witness = find_local_improvement(net, X, y, theta, WITNESS_RADIUS, seed=k)
+        if witness is not None and witness.verify():
+            record["verdict"] = "not local"
+            record["witness"] = witness.to_dict()
+        else:
+            record["verdict"] = "undecided"
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+def sweep(runs: int, seed: int, out=None, *, progress=None) -> list[dict]:
+    """Runs k = 0..runs-1 (those not already in `out`), appending each to `out` as a
+    JSON line; returns every record for this seed. `progress(done, total, record)` is
+    called after each run."""
+    if not (isinstance(runs, int) and runs >= 1):
+        raise ValueError(f"runs must be an integer >= 1, got runs={runs!r}")
+    records = {}
+    path = Path(out) if out is not None else None
+    if path is not None and path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                if r.get("seed") == seed:
+                    records[r["k"]] = r
+    todo = [k for k in range(runs) if k not in records]
+    for done, k in enumerate(todo, start=1):
+        record = run(k, seed)
+        records[k] = record
+        if path is not None:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+        if progress is not None:
+            progress(done, len(todo), record)
+    return [records[k] for k in sorted(records) if k < runs]
+
+
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple:
+    """The Wilson score interval for a binomial proportion (95% by default)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summary(records: list[dict]) -> dict:
+    """Counts per verdict, the estimated probability of a non-local KKT limit with
+    its 95% Wilson interval, and the proof's event: its closed-form probability, the
+    fraction of these inits in it, and how those runs ended."""
+    n = len(records)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    hits = counts.get("not local", 0)
+    open_ = counts.get("simulator failed", 0) + counts.get("undecided", 0)
+    in_event = [r for r in records if r["in_proof_event"]]
+    return {
+        "runs": n,
+        "verdicts": counts,
+        "p_not_local": hits / n if n else math.nan,
+        "p_not_local_95": wilson(hits, n),
+        # Counting every failed or undecided run as a hit bounds the estimate above.
+        "p_not_local_upper_95": wilson(hits + open_, n)[1],
+        "event_probability": EVENT_PROBABILITY,
+        "event_fraction": len(in_event) / n if n else math.nan,
+        "event_verdicts": {
+            v: sum(r["verdict"] == v for r in in_event)
+            for v in {r["verdict"] for r in in_event}
+        },
+        "undecided_note": "undecided runs prove nothing either way",
+    }
+
+
+def print_progress(done: int, total: int, record: dict) -> None:
+    """A one-line progress bar on stderr."""
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+        f"k={record['k']} {record['verdict']:<10s}"
+    )
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()

@@ -1,0 +1,97 @@
+"""Theorem 3.2 under random initialisation: the proof's event leads to a KKT point
+that is not a local optimum, and the sweep that estimates the probability keeps
+honest, re-checkable records."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from invariants import sweep
+from invariants.cases import get
+from invariants.exact_check import Witness
+
+
+def event_inits(count, seed):
+    """Gaussian inits conditioned on the proof's event, by rejection (about one
+    draw in 164 is kept)."""
+    rng = np.random.default_rng(seed)
+    found = []
+    while len(found) < count:
+        theta0 = rng.standard_normal(6)
+        if sweep.in_proof_event(theta0):
+            found.append(theta0)
+    return found
+
+
+def test_event_probability_closed_form_matches_monte_carlo():
+    rng = np.random.default_rng(20261204)
+    draws = rng.standard_normal((200_000, 6))
+    c = get("thm3.2")
+    w = np.einsum("nij,kj->nik", draws[:, :4].reshape(-1, 2, 2), c.case.X)
+    v = draws[:, 4:]
+    first = np.all(w[:, 0] > 0, axis=1) & np.all(w[:, 1] < 0, axis=1) & (v[:, 0] > 0)
+    second = np.all(w[:, 1] > 0, axis=1) & np.all(w[:, 0] < 0, axis=1) & (v[:, 1] > 0)
+    p = float(np.mean(first | second))
+    # Binomial standard error at p ~ 0.006 and 2e5 draws is 1.7e-4; allow 4 of them.
+    assert p == pytest.approx(sweep.EVENT_PROBABILITY, abs=4 * 1.8e-4)
+    assert sweep.EVENT_PROBABILITY == pytest.approx(0.0061, abs=5e-5)
+
+
+@pytest.mark.parametrize("theta0", event_inits(2, seed=7), ids=["init0", "init1"])
+def test_every_init_in_the_proof_event_reaches_a_non_local_kkt_point(theta0):
+    from invariants.flow import gradient_flow
+    from invariants.witness import find_local_improvement
+
+    c = get("thm3.2")
+    net, X, y = c.network, c.case.X, c.case.y
+    traj = gradient_flow(net, X, y, theta0, direction_tol=1e-9)
+    # The proof's limit: w_1 = (0, 2), v_1 = 2, the frozen neuron gone; the event
+    # may have the neurons the other way round.
+    limit = traj.theta_tilde
+    if abs(limit[4]) < abs(limit[5]):
+        limit = limit[[2, 3, 0, 1, 5, 4]]
+    np.testing.assert_allclose(limit, c.limit, atol=1e-7)
+    witness = find_local_improvement(net, X, y, traj.theta_tilde, sweep.WITNESS_RADIUS)
+    assert witness is not None and witness.verify()
+
+
+def test_a_small_sweep_keeps_records_that_resume_and_recheck(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    first = sweep.sweep(4, seed=3, out=out)
+    assert [r["k"] for r in first] == [0, 1, 2, 3]
+    # Resuming runs nothing new and returns the same records.
+    again = sweep.sweep(4, seed=3, out=out, progress=lambda *a: pytest.fail("re-ran"))
+    assert again == first
+    for r in first:
+        assert r["verdict"] in {
+            "local",
+            "not local",
+            "undecided",
+            "no fit",
+            "simulator failed",
+        }
+        if r["verdict"] == "not local":
+            assert Witness.from_dict(r["witness"]).verify()
+    s = sweep.summary(first)
+    assert s["runs"] == 4 and sum(s["verdicts"].values()) == 4
+    lo, hi = s["p_not_local_95"]
+    assert 0 <= lo <= s["p_not_local"] <= hi <= s["p_not_local_upper_95"] <= 1
+    assert len(out.read_text().splitlines()) == 4
+    json.loads(out.read_text().splitlines()[0])
+
+
+def test_wilson_interval():
+    lo, hi = sweep.wilson(0, 100)
+    assert lo == pytest.approx(0, abs=1e-15) and hi == pytest.approx(0.037, abs=1e-3)
+    lo, hi = sweep.wilson(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(
+        0.5962, abs=1e-3
+    )
+    assert not math.isnan(sweep.wilson(1, 1)[0])
+
+
+def test_bad_runs_are_refused():
+    with pytest.raises(ValueError, match="runs must be"):
+        sweep.sweep(0, seed=0)
