@@ -13,6 +13,11 @@ results executable:
   (`Case`), and its JSON form;
 - `invariants.flow`: the simulator (`gradient_flow`, `simulate`) that follows
   gradient flow along its exact path far out and returns a `Trajectory`;
+- `invariants.kkt`, `invariants.certify`: KKT conditions of the limit and convex
+  certificates of its optimality (`kkt_point`, `optimality`);
+- `invariants.witness`, `invariants.exact_check`: searched witnesses of
+  non-optimality, verified in exact arithmetic (`find_local_improvement`, `Witness`);
+- `invariants.regimes`: which theorem governs a limit (`classify`);
 - `invariants.cases`: the paper's constructions with their closed-form limits and
   witnesses;
 - `python -m invariants examine CASE.json`: a JSON report on one case.
@@ -45,6 +50,14 @@ _EXPORTS = {
     "StationaryPointError": "flow",
     "Construction": "cases",
     "CONSTRUCTIONS": "cases",
+    "kkt_point": "kkt",
+    "assert_kkt": "kkt",
+    "optimality": "certify",
+    "classify": "regimes",
+    "Witness": "exact_check",
+    "verify_witness": "exact_check",
+    "find_local_improvement": "witness",
+    "find_global_improvement": "witness",
 }
 
 __all__ = [
@@ -56,19 +69,29 @@ __all__ = [
     "Network",
     "StationaryPointError",
     "Trajectory",
+    "Witness",
     "__version__",
+    "assert_kkt",
+    "classify",
     "convolutional",
     "diagonal",
+    "find_global_improvement",
+    "find_local_improvement",
     "from_index_maps",
     "fully_connected",
     "gradient_flow",
+    "kkt_point",
     "no_share",
+    "optimality",
     "simulate",
+    "verify_witness",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from invariants.casefile import Case, CaseError
     from invariants.cases import CONSTRUCTIONS, Construction
+    from invariants.certify import optimality
+    from invariants.exact_check import Witness, verify_witness
     from invariants.flow import (
         FlowError,
         StationaryPointError,
@@ -76,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         gradient_flow,
         simulate,
     )
+    from invariants.kkt import assert_kkt, kkt_point
     from invariants.networks import (
         Network,
         convolutional,
@@ -84,6 +108,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         fully_connected,
         no_share,
     )
+    from invariants.regimes import classify
+    from invariants.witness import find_global_improvement, find_local_improvement
 
 
 def __getattr__(name: str):
