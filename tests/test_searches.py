@@ -12,7 +12,7 @@ arithmetic, in a regime where the classifier promises no such optimality.
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, find, settings
+from hypothesis import HealthCheck, find, settings, target
 from hypothesis import strategies as st
 
 from invariants.casefile import Case
@@ -170,9 +170,16 @@ def local_witness(case, theta, layer=None, budget=24):
     )
 
 
-def is_counterexample(case) -> bool:
+def witness_of(case):
     theta = limit(case)
-    return theta is not None and local_witness(case, theta) is not None
+    return None if theta is None else local_witness(case, theta)
+
+
+def is_counterexample(case) -> bool:
+    witness = witness_of(case)
+    # Steers generation towards large norm gaps; `find` stops at the first hit.
+    target(0.0 if witness is None else witness.relative_gap, label="norm gap")
+    return witness is not None
 
 
 def is_per_layer_counterexample(case) -> bool:
@@ -229,7 +236,8 @@ def test_search_finds_a_counterexample(regime):
         training_cases(networks=REGIMES[regime]), is_counterexample, settings=SEARCH
     )
     print(f"{regime}: {found!r}")
-    assert is_counterexample(found)
+    witness = witness_of(found)
+    assert witness is not None and witness.verify()
 
 
 @pytest.mark.slow
