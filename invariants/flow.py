@@ -35,7 +35,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from invariants.field import (
 )
 from invariants.losses import log_loss, log_loss_threshold
 from invariants.networks import Network
+from invariants.trajectory import Trajectory
 from invariants.validation import check_dataset, check_loss, check_theta
 
 __all__ = [
@@ -93,63 +94,6 @@ def max_log_norm_for(network: Network) -> float:
 # leaves alone drifted by 4e-6 of its size at rtol 1e-10 (Radau: 2e-7). A hundredth
 # of rtol restores that accuracy and keeps most of the saving.
 STIFF_RTOL_FACTOR = 1e-2
-
-
-@dataclass(frozen=True, eq=False)
-class Trajectory:
-    """Checkpoints of one GF path and its limit candidate.
-
-    `thetas[k]` is theta at checkpoint k, `log_norms[k]` = log||theta||, `phase[k]` is
-    "fit" or "far". The last checkpoint is the final point. `theta_tilde` rescales the
-    final direction so that its smallest margin is exactly 1.
-    """
-
-    network: Network
-    X: np.ndarray
-    y: np.ndarray
-    loss: str
-    thetas: np.ndarray
-    log_norms: np.ndarray
-    phase: tuple[str, ...]
-    direction: np.ndarray
-    log_norm: float
-    theta_tilde: np.ndarray
-    jacobian_evaluations: int
-    steps: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    settings: dict = field(default_factory=dict)
-
-    @property
-    def theta_final(self) -> np.ndarray:
-        return self.thetas[-1]
-
-    @property
-    def norm_squared(self) -> float:
-        """||theta_tilde||^2, the value of Problem 2 at the limit candidate."""
-        return float(self.theta_tilde @ self.theta_tilde)
-
-    def normalized_margins(self) -> np.ndarray:
-        """min_i q_i / ||theta||^m at every checkpoint (non-decreasing along GF far
-        out, by Lyu and Li)."""
-        return np.array(
-            [
-                np.min(self.network.margins(phi, self.X, self.y))
-                for phi in self.directions()
-            ]
-        )
-
-    def directions(self) -> np.ndarray:
-        norms = np.linalg.norm(self.thetas, axis=1, keepdims=True)
-        return self.thetas / norms
-
-    def log_losses(self) -> np.ndarray:
-        """log L at every checkpoint, from the direction and log-norm (no overflow)."""
-        m = self.network.depth
-        out = []
-        for phi, s in zip(self.directions(), self.log_norms):
-            q = self.network.margins(phi, self.X, self.y) * math.exp(m * s)
-            out.append(log_loss(q, self.loss))
-        return np.asarray(out)
 
 
 def gradient_flow(
