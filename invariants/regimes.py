@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from invariants.activation import ZERO_INPUT_TOL, zero_inputs
+from invariants.kkt import KKT_TOL
 from invariants.networks import Network
 from invariants.validation import check_theta
 
@@ -81,11 +82,18 @@ class Regime:
 
 
 def classify(
-    network: Network, theta_tilde, X, *, tol: float = ZERO_INPUT_TOL
+    network: Network, theta_tilde, X, *, y=None, tol: float = ZERO_INPUT_TOL
 ) -> Regime:
     """The strongest guarantee the paper proves for the limit theta_tilde of GF on
-    data X, and the theorems behind it (see the module docstring)."""
+    data X, and the theorems behind it (see the module docstring).
+
+    The guarantees are about limits of GF, which are KKT points of Problem 2; the
+    classifier reads only structure and zeros, so it cannot tell a limit from any
+    other point. Pass the labels `y` to have it refuse a theta_tilde that is not a
+    KKT point (`invariants.kkt.assert_kkt`), rather than classify it as if it were."""
     theta = check_theta(theta_tilde, network.num_parameters, "theta_tilde")
+    if not np.any(theta):
+        raise ValueError("theta_tilde = 0 has no direction: it is no GF limit")
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or X.shape[1] != network.input_dim or X.shape[0] == 0:
         raise ValueError(
@@ -93,6 +101,16 @@ def classify(
         )
     if not np.all(np.isfinite(X)):
         raise ValueError("X must be finite")
+    if y is not None:
+        from invariants.kkt import kkt_point
+
+        point = kkt_point(network, X, y, theta)
+        if not point.residual <= KKT_TOL:
+            raise ValueError(
+                f"theta_tilde is not a KKT point of Problem 2 (kkt_residual "
+                f"{point.residual:.3g} > {KKT_TOL:g}), so no theorem of the paper "
+                "is about it; classify the limit of a converged flow"
+            )
     m, relu = network.depth, network.activation == "relu"
     zeros = zero_inputs(network, theta, X, tol=tol)
     dead = _zero_neurons(network, theta, tol)

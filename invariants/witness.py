@@ -84,6 +84,8 @@ log = logging.getLogger(__name__)
 # itself (a limit rescaled in floating point has margins a few ulps either side of
 # 1, worth ~1e-15 of its squared norm). The paper's gaps at radius 1e-5 are ~1e-11.
 MIN_RELATIVE_GAP = 1e-12
+# How far below 1 the smallest margin of a rescaled limit may sit from rounding.
+FEASIBILITY_SLACK = 1e-9
 # Fractions of the radius at which local starts are placed: far enough off a saddle
 # for the solver to see its descent, and small enough to stay in theta~'s basin.
 LOCAL_SCALES = (0.5, 0.1, 0.02)
@@ -125,7 +127,7 @@ def find_local_improvement(
     )
     radius = check_radius(radius)
     budget = _check_count(budget, "budget")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     for k, (label, z0) in enumerate(
         _local_starts(network, X, theta_tilde, free, rng, budget)
     ):
@@ -165,7 +167,9 @@ def find_global_improvement(
         network, X, y, theta_tilde, layer, min_relative_gap
     )
     starts = _check_count(starts, "starts")
-    rng = np.random.default_rng(seed)
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be True or False, got exact={exact!r}")
+    rng = np.random.default_rng(_check_seed(seed))
     best, label = None, ""
 
     def offer(candidate, source):
@@ -404,15 +408,32 @@ def _global_start(network, theta_tilde, free, rng, kind) -> np.ndarray:
 
 
 def _check_search(network, X, y, theta_tilde, layer, min_gap):
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be an invariants Network, got {network!r}")
     X, y = check_dataset(X, y, network.input_dim)
     theta_tilde = check_theta(theta_tilde, network.num_parameters, "theta_tilde")
     if not np.any(theta_tilde):
         raise ValueError("theta_tilde = 0: no point is shorter, there is no witness")
+    q_min = float(np.min(network.margins(theta_tilde, X, y)))
+    # A limit rescaled in floating point sits within a few ulps of margin 1.
+    if not q_min >= 1.0 - FEASIBILITY_SLACK:
+        raise ValueError(
+            f"theta_tilde is not feasible for Problem 2: smallest margin {q_min!r} < 1; "
+            "pass the limit rescaled by invariants.kkt.rescale"
+        )
     check_tolerance(min_gap, "min_relative_gap", high=1.0, allow_zero=True)
     indices = np.arange(network.num_parameters)
     if layer is not None:
         indices = indices[network.layer_slices[check_layer(layer, network.depth) - 1]]
     return X, y, theta_tilde, indices
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer >= 0, got seed={seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got seed={seed!r}")
+    return int(seed)
 
 
 def _check_count(value, name) -> int:

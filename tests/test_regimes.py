@@ -92,7 +92,7 @@ def test_no_verdict_contradicts_the_classifier(case):
     net, X, y = case.network, case.X, case.y
     note(repr(case))
     traj = limit_of(case)
-    regime = classify(net, traj.theta_tilde, X)
+    regime = classify(net, traj.theta_tilde, X, y=y)
     event(f"{regime.guarantee} by Theorem {regime.theorem}")
     verdict = optimality(net, X, y, traj.theta_tilde, exact=False)
     note(repr(verdict.to_json()))
@@ -118,3 +118,21 @@ def test_no_verdict_contradicts_the_classifier(case):
             net, X, y, traj.theta_tilde, radius, layer=layer, budget=12
         )
         assert found is None, found
+
+
+def test_with_labels_a_point_that_is_no_kkt_point_is_refused():
+    """An unbalanced point is no GF limit; the structure alone would say global."""
+    net = fully_connected([2, 2, 1], "linear")
+    X, y = np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([1.0, -1.0])
+    theta = np.array([2.0, 0.0, 0.0, 0.0, 0.5, 0.0])
+    assert classify(net, theta, X).guarantee == "global"
+    with pytest.raises(ValueError, match="not a KKT point"):
+        classify(net, theta, X, y=y)
+    balanced = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    assert classify(net, balanced, X, y=y).guarantee == "global"
+
+
+def test_the_zero_point_is_refused():
+    net = fully_connected([2, 2, 1], "relu")
+    with pytest.raises(ValueError, match="no direction"):
+        classify(net, np.zeros(net.num_parameters), np.ones((1, 2)))

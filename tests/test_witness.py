@@ -380,3 +380,17 @@ def test_bad_inputs_are_refused(call, error, message):
     c, net, X, y = data("thm4.4-relu")
     with pytest.raises(error, match=message):
         call(net, X, y, c.limit)
+
+
+def test_searches_refuse_bad_arguments_with_their_names():
+    c = get("thm4.2.2")
+    net, X, y = c.network, c.case.X, c.case.y
+    with pytest.raises(ValueError, match="not feasible"):
+        find_local_improvement(net, X, y, 0.5 * c.limit, 0.1)
+    with pytest.raises(TypeError, match="network must be"):
+        find_local_improvement(None, X, y, c.limit, 0.1)
+    with pytest.raises(TypeError, match="exact must be"):
+        find_global_improvement(net, X, y, c.limit, exact="no")
+    for seed, error in ((-1, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="seed must be"):
+            find_local_improvement(net, X, y, c.limit, 0.1, seed=seed)
