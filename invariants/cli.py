@@ -69,16 +69,6 @@ def _direction_tol(text: str) -> float:
     return value
 
 
-def _count_or_zero(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def _rtol(text: str) -> float:
     value = _positive_finite(text)
     if not 1e-13 <= value < 1e-2:
@@ -86,14 +76,22 @@ def _rtol(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
+def _whole(text: str, minimum: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
     return value
+
+
+def _count(text: str) -> int:
+    return _whole(text, 1)
+
+
+def _seed(text: str) -> int:
+    return _whole(text, 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("theorem", choices=("thm3.2",), help="the sweep to run")
     sw.add_argument("--runs", type=_count, default=100, help="number of inits")
-    sw.add_argument("--seed", type=_count_or_zero, default=0, help="base seed")
+    sw.add_argument("--seed", type=_seed, default=0, help="base seed")
     sw.add_argument("--out", metavar="FILE.jsonl", help="append runs here; resume")
     sw.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar on stderr"

@@ -62,8 +62,9 @@ MAX_KINKS_PER_SAMPLE = 12
 
 def rescale(network: Network, X, y, theta) -> np.ndarray:
     """theta~ = theta / q_min^(1/m): the point on theta's ray whose smallest margin is
-    1 (up to rounding: a few ulps either way). Every network here is m-homogeneous, so this is the feasible point of
-    Problem 2 in theta's direction with the smallest norm."""
+    1 (up to rounding: a few ulps either way). Every network here is m-homogeneous,
+    so this is the feasible point of Problem 2 in theta's direction with the
+    smallest norm."""
     X, y = check_dataset(X, y, network.input_dim)
     theta = check_theta(theta, network.num_parameters)
     # Only the direction matters; dividing by the largest entry first keeps the

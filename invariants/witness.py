@@ -418,8 +418,8 @@ def _check_search(network, X, y, theta_tilde, layer, min_gap):
     # A limit rescaled in floating point sits within a few ulps of margin 1.
     if not q_min >= 1.0 - FEASIBILITY_SLACK:
         raise ValueError(
-            f"theta_tilde is not feasible for Problem 2: smallest margin {q_min!r} < 1; "
-            "pass the limit rescaled by invariants.kkt.rescale"
+            f"theta_tilde is not feasible for Problem 2: smallest margin {q_min!r} "
+            "< 1; pass the limit rescaled by invariants.kkt.rescale"
         )
     check_tolerance(min_gap, "min_relative_gap", high=1.0, allow_zero=True)
     indices = np.arange(network.num_parameters)

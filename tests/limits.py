@@ -5,6 +5,7 @@ and points moved off a limit, for the checks that must fail."""
 import numpy as np
 from hypothesis import event, reject
 
+from invariants.certify.conic import depth2_neurons
 from invariants.flow import FlowError, StationaryPointError, simulate
 
 # The direction's rate of change per unit of log||theta|| at which a flow counts as
@@ -55,3 +56,19 @@ def off_optimum(net, theta_tilde, X, y, layer, size):
     if np.min(net.margins(moved, X, y)) <= 0:
         return None
     return moved
+
+
+def off_balance(network, theta, factor=2.0):
+    """theta with its largest neuron's w multiplied and v divided by `factor`: the
+    same function, margins and activation pattern, a larger norm. Returns the point
+    and the relative excess 1 - ||theta||^2 / ||theta'||^2 it must show over an
+    optimal theta."""
+    neurons = [n for n in depth2_neurons(network) if n.v_position >= 0]
+    sizes = [
+        abs(theta[n.v_position]) * np.linalg.norm(theta[n.w_positions]) for n in neurons
+    ]
+    n = neurons[int(np.argmax(sizes))]
+    moved = np.array(theta, dtype=float)
+    moved[n.w_positions] *= factor
+    moved[n.v_position] /= factor
+    return moved, 1.0 - float(theta @ theta) / float(moved @ moved)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import event, example, given, note, reject, target
 from hypothesis import strategies as st
-from limits import limit_of
+from limits import limit_of, off_balance
 
 from invariants.casefile import Case
-from invariants.certify.conic import certify_theorem_4_2, depth2_neurons, lift
+from invariants.certify.conic import certify_theorem_4_2, lift
 from invariants.certify.record import (
     CertificateError,
     NotApplicableError,
@@ -29,21 +29,6 @@ linear_no_share = no_share_networks(
 # converged ones needed at most 24,500 evaluations and the rejected ones spent 9 s
 # each under the default budget; 25,000 (about 3 s) rejects them sooner.
 MAX_EVALUATIONS = 25_000
-
-
-def off_balance(network, theta, factor=2.0):
-    """theta with its largest neuron's w multiplied and v divided by `factor`: the
-    same function and margins, a larger norm. Returns the point and the relative
-    excess 1 - ||theta||^2 / ||theta'||^2 it must show over an optimal theta."""
-    neurons = [n for n in depth2_neurons(network) if n.v_position >= 0]
-    sizes = [
-        abs(theta[n.v_position]) * np.linalg.norm(theta[n.w_positions]) for n in neurons
-    ]
-    n = neurons[int(np.argmax(sizes))]
-    moved = np.array(theta, dtype=float)
-    moved[n.w_positions] *= factor
-    moved[n.v_position] /= factor
-    return moved, 1.0 - float(theta @ theta) / float(moved @ moved)
 
 
 @given(training_cases(networks=linear_no_share))

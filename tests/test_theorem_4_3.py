@@ -6,30 +6,15 @@ import numpy as np
 import pytest
 from hypothesis import event, given, note, reject, target
 from hypothesis import strategies as st
-from limits import limit_of
+from limits import limit_of, off_balance
 
 from invariants.cases import get
-from invariants.certify.conic import certify_theorem_4_3, depth2_neurons
+from invariants.certify.conic import certify_theorem_4_3
 from invariants.certify.record import NotApplicableError, assert_certified
 from invariants.networks import fully_connected
 from strategies import no_share_networks, training_cases
 
 relu_no_share = no_share_networks(max_depth=2, max_width=3, activations=st.just("relu"))
-
-
-def off_balance(network, theta, factor=2.0):
-    """theta with its largest neuron's w multiplied and v divided by `factor`: the
-    same function, margins and activation pattern, a larger norm. Returns the point
-    and the relative excess 1 - ||theta||^2 / ||theta'||^2 it must show."""
-    neurons = [n for n in depth2_neurons(network) if n.v_position >= 0]
-    sizes = [
-        abs(theta[n.v_position]) * np.linalg.norm(theta[n.w_positions]) for n in neurons
-    ]
-    n = neurons[int(np.argmax(sizes))]
-    moved = np.array(theta, dtype=float)
-    moved[n.w_positions] *= factor
-    moved[n.v_position] /= factor
-    return moved, 1.0 - float(theta @ theta) / float(moved @ moved)
 
 
 @given(training_cases(networks=relu_no_share))
