@@ -121,3 +121,18 @@ def test_kkt_report_is_strict_json_when_a_kink_carries_no_multiplier():
     orphan = dataclasses.replace(point, slopes={(1, 0, 1): math.nan})
     text = json.dumps(orphan.to_json(), allow_nan=False)
     assert '"slope": null' in text
+
+
+def test_a_better_point_that_is_not_better_is_refused():
+    """The limit itself (equal norm), a point that flips a margin's sign, and one
+    only 1e-9 better (within the tolerance) are no evidence; the exact optimum is."""
+    from invariants.certify import verified_better_point
+
+    c = get("lemmaC.6")
+    net, X, y = c.network, c.case.X, c.case.y
+    value = float(c.limit @ c.limit)
+    assert verified_better_point(net, X, y, c.limit, value, 1e-6) is None
+    assert verified_better_point(net, X, y, -c.limit, value, 1e-6) is None
+    assert verified_better_point(net, X, y, c.limit, value * (1 + 1e-9), 1e-6) is None
+    evidence = verified_better_point(net, X, y, c.better_point, value, 1e-6)
+    assert evidence is not None and evidence["norm_squared"] == pytest.approx(7.8125)
