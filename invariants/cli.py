@@ -6,7 +6,10 @@ candidate theta_tilde, its norm, the normalised margin of the final direction, t
 simulator's cost, the drift of the conserved quantities that apply, the KKT
 conditions of the limit (residual, multipliers, active set) and `optimality`: what
 the certificates prove (true with a certificate, false with a verified better point,
-null where nothing was proved). ``list`` prints the built-in construction names.
+null where nothing was proved). ``check CHECKPOINTS.npz --case CASE.json`` judges a
+trajectory saved by any trainer (balance drift, loss monotone, direction, KKT residual
+of the last point, the regime's certificate; see `invariants.checkpoints`); it exits 1
+when a check fails. ``sweep thm3.2`` estimates Theorem 3.2's probability. ``list`` prints the built-in construction names.
 
 Exit codes: 0 success; 2 a bad case file or bad arguments; 3 the simulator could not
 follow the flow; 1 an internal error. Every failure is one line on stderr starting
@@ -83,6 +86,14 @@ def _whole(text: str, minimum: int = 1) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
+    return value
+
+
+def _certificate_tol(text: str) -> float:
+    value = _positive_finite(text)
+    # The certificates refuse more: beyond 1e-2 "optimal" would mean little.
+    if value > 1e-2:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most 1e-2")
     return value
 
 
@@ -216,6 +227,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sw.add_argument(
         "-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS
+    )
+
+    ck = sub.add_parser(
+        "check",
+        help="judge a trajectory saved by any trainer (exit 1 if a check fails)",
+        description=(
+            "Judge checkpoints saved by any trainer against a case file's network, "
+            "data and loss (its theta0 is not used). CHECKPOINTS.npz holds thetas "
+            "(K, P), K >= 2, one row per checkpoint, and optionally times (K,), "
+            "strictly increasing. Checks: balance (drift of the conserved "
+            "quantities), loss_monotone, direction (change over the last two "
+            "checkpoints), kkt (residual of the last direction) and certificate "
+            "(the regime's global or local optimum, proved). Prints one line per "
+            "check, or one JSON object with --json. Exit codes: 0 every check that "
+            "ran passed, 1 a check failed, 2 bad input."
+        ),
+    )
+    ck.add_argument("checkpoints", metavar="CHECKPOINTS.npz", help="the trajectory")
+    ck.add_argument(
+        "--case", required=True, metavar="CASE.json", help="the case file (see examine)"
+    )
+    ck.add_argument(
+        "--balance-tol",
+        type=_positive_finite,
+        default=None,
+        metavar="TOL",
+        help="largest relative drift of a conserved quantity (default 1e-6 for "
+        "float64, 1.4e-3 for float32; a trainer with step size eta drifts by O(eta))",
+    )
+    ck.add_argument(
+        "--direction-tol",
+        type=_positive_finite,
+        default=1e-3,
+        metavar="TOL",
+        help="largest change of theta/||theta|| over the last two checkpoints "
+        "(default 1e-3)",
+    )
+    ck.add_argument(
+        "--kkt-tol",
+        type=_positive_finite,
+        default=1e-3,
+        metavar="TOL",
+        help="largest KKT residual of the last direction (default 1e-3)",
+    )
+    ck.add_argument(
+        "--certificate-tol",
+        type=_certificate_tol,
+        default=None,
+        metavar="TOL",
+        help="relative excess a certificate may show, in (0, 1e-2] (default 1e-6)",
+    )
+    ck.add_argument("--json", action="store_true", help="print one JSON object")
+    ck.add_argument(
+        "-v", "--verbose", action="count", default=0, help="progress on stderr"
     )
 
     ls = sub.add_parser("list", help="print the built-in construction names")
@@ -359,6 +424,38 @@ def _sweep(args) -> int:
     return EXIT_OK
 
 
+def _check(args) -> int:
+    from invariants.checkpoints import CheckpointError, judge, load_checkpoints
+
+    case = _read_case(args.case)
+    path = args.checkpoints
+    try:
+        checkpoints = load_checkpoints(path, case.network.num_parameters)
+    except FileNotFoundError:
+        raise _UsageError(f"checkpoint file {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise _UsageError(f"checkpoint file {path!r} is a directory") from None
+    except OSError as exc:
+        raise _UsageError(f"cannot read checkpoint file {path!r}: {exc}") from None
+    except CheckpointError as exc:
+        raise _UsageError(f"checkpoint file {path!r}: {_one_line(exc)}") from None
+    judgement = judge(
+        case,
+        checkpoints,
+        balance_tol=args.balance_tol,
+        direction_tol=args.direction_tol,
+        kkt_tol=args.kkt_tol,
+        certificate_tol=args.certificate_tol,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(judgement.to_json(), allow_nan=False) + "\n")
+    else:
+        sys.stdout.write("\n".join(judgement.summary_lines()) + "\n")
+    # 1, as for an internal error: a CI gate treats both as a failed job, and
+    # the verdict on stdout tells them apart.
+    return EXIT_OK if judgement.passed else 1
+
+
 def _list(args) -> int:
     from invariants import cases
 
@@ -414,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
             return _examine(args)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "check":
+            return _check(args)
         return _list(args)
     except _UsageError as exc:
         _fail(str(exc))
