@@ -9,7 +9,8 @@ the certificates prove (true with a certificate, false with a verified better po
 null where nothing was proved). ``check CHECKPOINTS.npz --case CASE.json`` judges a
 trajectory saved by any trainer (balance drift, loss monotone, direction, KKT residual
 of the last point, the regime's certificate; see `invariants.checkpoints`); it exits 1
-when a check fails. ``sweep thm3.2`` estimates Theorem 3.2's probability. ``list`` prints the built-in construction names.
+when a check fails. ``sweep thm3.2`` estimates Theorem 3.2's probability. ``list``
+prints the built-in construction names.
 
 Exit codes: 0 success; 2 a bad case file or bad arguments; 3 the simulator could not
 follow the flow; 1 an internal error. Every failure is one line on stderr starting
@@ -25,6 +26,7 @@ import logging
 import math
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -297,22 +299,32 @@ def build_parser() -> argparse.ArgumentParser:
 # -- reading a case --------------------------------------------------------------------
 
 
+@contextmanager
+def _reading(what: str, path_text: str):
+    """Turn the ways a file can fail to open into one usage error naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise _UsageError(f"{what} {path_text!r} does not exist") from None
+    except IsADirectoryError:
+        raise _UsageError(f"{what} {path_text!r} is a directory") from None
+    except OSError as exc:
+        raise _UsageError(
+            f"cannot read {what} {path_text!r}: {exc.strerror or exc}"
+        ) from None
+
+
 def _read_case(path_text: str):
     from invariants.casefile import Case, CaseError
 
     path = Path(path_text)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _UsageError(f"case file {path_text!r} does not exist") from None
-    except IsADirectoryError:
-        raise _UsageError(f"case file {path_text!r} is a directory") from None
-    except UnicodeDecodeError as exc:
-        raise _UsageError(f"case file {path_text!r} is not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise _UsageError(
-            f"cannot read case file {path_text!r}: {exc.strerror}"
-        ) from None
+    with _reading("case file", path_text):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise _UsageError(
+                f"case file {path_text!r} is not UTF-8 text: {exc}"
+            ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -429,16 +441,11 @@ def _check(args) -> int:
 
     case = _read_case(args.case)
     path = args.checkpoints
-    try:
-        checkpoints = load_checkpoints(path, case.network.num_parameters)
-    except FileNotFoundError:
-        raise _UsageError(f"checkpoint file {path!r} does not exist") from None
-    except IsADirectoryError:
-        raise _UsageError(f"checkpoint file {path!r} is a directory") from None
-    except OSError as exc:
-        raise _UsageError(f"cannot read checkpoint file {path!r}: {exc}") from None
-    except CheckpointError as exc:
-        raise _UsageError(f"checkpoint file {path!r}: {_one_line(exc)}") from None
+    with _reading("checkpoint file", path):
+        try:
+            checkpoints = load_checkpoints(path, case.network.num_parameters)
+        except CheckpointError as exc:
+            raise _UsageError(f"checkpoint file {path!r}: {_one_line(exc)}") from None
     judgement = judge(
         case,
         checkpoints,

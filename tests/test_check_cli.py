@@ -10,28 +10,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_error_line, run_cli
 
 from invariants import cases
 from invariants.casefile import Case
 from invariants.flow import gradient_flow
 from invariants.networks import convolutional, from_index_maps, fully_connected
 
-TIMEOUT_SECONDS = 120
 CHECK_NAMES = ["balance", "loss_monotone", "direction", "kkt", "certificate"]
 
 
 def run_check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invariants", "check", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_SECONDS,
-        check=False,
-    )
+    return run_cli("check", *args)
 
 
 def statuses(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
@@ -41,15 +34,6 @@ def statuses(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
         status, name = line.split()[:2]
         out[name] = status
     return out
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), result.stderr
 
 
 # -- the simulator's path on Lemma C.6 (depth-2 ReLU, a local optimum) -----------------
@@ -259,24 +243,24 @@ def test_bad_checkpoints_exit_2(lemma_c6, tmp_path, arrays, message):
     case_path, thetas, _ = lemma_c6
     npz = save(tmp_path, "bad.npz", **arrays(thetas))
     result = run_check(npz, "--case", case_path)
-    assert_one_error_line(result)
+    assert_one_error_line(result, 2)
     assert message in result.stderr
 
 
 def test_missing_checkpoint_file_exits_2(lemma_c6, tmp_path):
     result = run_check(tmp_path / "nowhere.npz", "--case", lemma_c6[0])
-    assert_one_error_line(result)
+    assert_one_error_line(result, 2)
     assert "does not exist" in result.stderr
 
 
 def test_not_an_npz_exits_2(lemma_c6, tmp_path):
     (tmp_path / "junk.npz").write_text("not a zip")
     result = run_check(tmp_path / "junk.npz", "--case", lemma_c6[0])
-    assert_one_error_line(result)
+    assert_one_error_line(result, 2)
     npy = tmp_path / "plain.npy"
     np.save(npy, lemma_c6[1])
     result = run_check(npy, "--case", lemma_c6[0])
-    assert_one_error_line(result)
+    assert_one_error_line(result, 2)
     assert "not an .npz archive" in result.stderr
 
 
@@ -284,15 +268,15 @@ def test_bad_case_file_exits_2(lemma_c6, tmp_path):
     npz = save(tmp_path, "gf.npz", thetas=lemma_c6[1])
     (tmp_path / "case.json").write_text('{"network": {}}')
     result = run_check(npz, "--case", tmp_path / "case.json")
-    assert_one_error_line(result)
+    assert_one_error_line(result, 2)
     assert "case file" in result.stderr
-    assert_one_error_line(run_check(npz, "--case", tmp_path / "absent.json"))
-    assert_one_error_line(run_check(npz))  # --case is required
+    assert_one_error_line(run_check(npz, "--case", tmp_path / "absent.json"), 2)
+    assert_one_error_line(run_check(npz), 2)  # --case is required
 
 
 def test_bad_tolerance_exits_2(lemma_c6, tmp_path):
     npz = save(tmp_path, "gf.npz", thetas=lemma_c6[1])
     for option in ("--kkt-tol", "--direction-tol", "--balance-tol"):
-        assert_one_error_line(run_check(npz, "--case", lemma_c6[0], option, "-1"))
+        assert_one_error_line(run_check(npz, "--case", lemma_c6[0], option, "-1"), 2)
     too_loose = run_check(npz, "--case", lemma_c6[0], "--certificate-tol", "0.5")
-    assert_one_error_line(too_loose)
+    assert_one_error_line(too_loose, 2)

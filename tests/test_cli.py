@@ -7,16 +7,13 @@ code, one JSON object on stdout and, on failure, one `error:` line on stderr.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_error_line, run_cli, write_json
 
 from invariants import cases
 from invariants.casefile import Case
-
-TIMEOUT_SECONDS = 120
 
 # Theorem 4.1, diagonal linear: fast (well under a second) and its limit is known.
 GOOD_CASE = {
@@ -42,30 +39,6 @@ REPORT_KEYS = {
     "optimality",
 }
 CASE_KEYS = {"family", "depth", "activation", "n", "loss"}
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invariants", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_SECONDS,
-        check=False,
-    )
-
-
-def write_json(path, data) -> str:
-    path.write_text(json.dumps(data))
-    return str(path)
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int) -> None:
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), result.stderr
 
 
 # -- a good case -----------------------------------------------------------------------
