@@ -1,6 +1,7 @@
 """Suite-wide settings: BLAS thread cap, Hypothesis profiles, the slow tier.
 
-Profiles are registered here and nowhere else. One is chosen, in order of precedence,
+Profiles are registered in `invariants.profiles` (shared with the pytest plugin's
+conformance mode) and nowhere else. One is chosen, in order of precedence,
 by ``--hypothesis-profile``, by the ``MARGIN_INVARIANTS_PROFILE`` environment variable,
 by a truthy ``CI`` environment variable (``margin-ci``), and otherwise ``dev``.
 """
@@ -23,8 +24,13 @@ for _var in (
 from importlib import metadata
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
-from hypothesis.errors import InvalidArgument
+from hypothesis import settings
+
+from invariants.profiles import (
+    PROFILE_ENV_VAR,
+    select_profile,
+    thorough_profile_loaded,
+)
 
 try:
     import threadpoolctl
@@ -34,80 +40,6 @@ else:
     # A plugin may have loaded numpy before this file, too late for the variables above.
     # The limiter object is kept alive so the limit is never restored mid-session.
     _THREADPOOL_LIMITER = threadpoolctl.threadpool_limits(1)
-
-PROFILE_ENV_VAR = "MARGIN_INVARIANTS_PROFILE"
-CI_PROFILE = "margin-ci"
-DEFAULT_PROFILE = "dev"
-THOROUGH_PROFILE = "thorough"
-PROFILES = (DEFAULT_PROFILE, CI_PROFILE, THOROUGH_PROFILE)
-
-# Each profile derives from Hypothesis' `default` profile, not from whichever profile is
-# loaded: Hypothesis loads its own `ci` profile at import when it detects CI, and a
-# profile registered without a parent would silently inherit from it.
-_BASE = settings.get_profile("default")
-
-settings.register_profile(
-    DEFAULT_PROFILE,
-    parent=_BASE,
-    max_examples=20,
-    deadline=None,
-)
-settings.register_profile(
-    CI_PROFILE,
-    parent=_BASE,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    print_blob=True,
-    max_examples=50,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    phases=(
-        Phase.explicit,
-        Phase.reuse,
-        Phase.generate,
-        Phase.target,
-        Phase.shrink,
-        Phase.explain,
-    ),
-    report_multiple_bugs=False,
-)
-settings.register_profile(
-    THOROUGH_PROFILE,
-    parent=_BASE,
-    max_examples=500,
-    deadline=None,
-    print_blob=True,
-)
-
-
-def _ci_is_set() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _check_profile(name: str, source: str) -> str:
-    try:
-        settings.get_profile(name)
-    except InvalidArgument:
-        raise pytest.UsageError(
-            f"{source}={name!r} is not a registered Hypothesis profile; "
-            f"use one of: {', '.join(PROFILES)}"
-        ) from None
-    return name
-
-
-def _profile_from_environment() -> str:
-    """The profile named by the environment, validated; `dev` when nothing is set."""
-    requested = os.environ.get(PROFILE_ENV_VAR, "").strip()
-    if not requested:
-        return CI_PROFILE if _ci_is_set() else DEFAULT_PROFILE
-    return _check_profile(requested, PROFILE_ENV_VAR)
-
-
-def _thorough_profile_loaded() -> bool:
-    # Hypothesis' own plugin derives profiles such as "thorough-with-verbose-verbosity"
-    # from the loaded one when given --hypothesis-verbosity or --hypothesis-explain.
-    name = settings.get_current_profile_name()
-    return name == THOROUGH_PROFILE or name.startswith(f"{THOROUGH_PROFILE}-with-")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -124,17 +56,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # verbosity and explain variants from whichever profile is loaded.
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    requested = config.getoption("hypothesis_profile", None)
-    if requested is None:
-        settings.load_profile(_profile_from_environment())
-    else:
-        _check_profile(requested, "--hypothesis-profile")
+    try:
+        select_profile(config.getoption("hypothesis_profile", None))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    if config.getoption("--run-slow") or _thorough_profile_loaded():
+    if config.getoption("--run-slow") or thorough_profile_loaded():
         return
     skip_slow = pytest.mark.skip(
         reason=(

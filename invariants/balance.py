@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from invariants.networks import Network
 from invariants.validation import check_theta
@@ -215,7 +216,7 @@ def largest_drift(drifts: Mapping[str, Drift] | Iterable[Drift]) -> Drift:
 # -- the laws --------------------------------------------------------------------------
 
 
-def layer_balance(network: Network, thetas) -> dict[str, Drift]:
+def layer_balance(network: Network, thetas: ArrayLike) -> dict[str, Drift]:
     """Lemma C.2, any network in N: ||u^(l)||^2 - ||u^(l+1)||^2, l = 1..m-1."""
     _check_network(network)
     thetas = _check_thetas(network, thetas)
@@ -238,7 +239,7 @@ def layer_balance(network: Network, thetas) -> dict[str, Drift]:
     return out
 
 
-def frobenius_balance(network: Network, thetas) -> dict[str, Drift]:
+def frobenius_balance(network: Network, thetas: ArrayLike) -> dict[str, Drift]:
     """Lemma C.1, fully-connected only: ||W_l||_F^2 - ||W_{l+1}||_F^2 per pair of
     layers and ||W_l[i, :]||^2 - ||W_{l+1}[:, i]||^2 per hidden neuron."""
     _check_network(network)
@@ -260,7 +261,7 @@ def frobenius_balance(network: Network, thetas) -> dict[str, Drift]:
     return out
 
 
-def neuron_balance(network: Network, thetas) -> dict[str, Drift]:
+def neuron_balance(network: Network, thetas: ArrayLike) -> dict[str, Drift]:
     """The per-neuron law of C.1/C.3 on N_no-share, any depth: for hidden neuron j of
     layer l, ||W_l[j-1, :]||^2 - ||W_{l+1}[:, j-1]||^2 (||w_j||^2 - v_j^2 at depth 2).
 
@@ -290,7 +291,7 @@ def neuron_balance(network: Network, thetas) -> dict[str, Drift]:
     return _per_neuron(network, Ws, _floor(thetas), template)
 
 
-def balance_drifts(network: Network, thetas) -> dict[str, Drift]:
+def balance_drifts(network: Network, thetas: ArrayLike) -> dict[str, Drift]:
     """Every law that applies to `network`, each quantity once, keyed by name.
 
     C.2 for depth >= 2; C.1's Frobenius pairs if fully-connected; the per-neuron law
@@ -313,7 +314,7 @@ def balance_drifts(network: Network, thetas) -> dict[str, Drift]:
 
 
 def assert_balanced(
-    network: Network, thetas, *, rtol: float | None = None, context: str = ""
+    network: Network, thetas: ArrayLike, *, rtol: float | None = None, context: str = ""
 ) -> dict[str, Drift]:
     """Raise AssertionError unless every law that applies holds to `rtol` relative.
 
@@ -354,7 +355,7 @@ def assert_balanced(
 # -- the limit -------------------------------------------------------------------------
 
 
-def limit_balance(network: Network, theta_tilde) -> dict[str, float]:
+def limit_balance(network: Network, theta_tilde: ArrayLike) -> dict[str, float]:
     """Lemma C.4, depth-2 N_no-share: | ||w~_j|| - |v~_j| | / ||theta~|| per neuron j,
     keyed "C.4 neuron j". Scale-free: any positive multiple of theta~ gives the same."""
     _check_network(network)
@@ -373,7 +374,11 @@ def limit_balance(network: Network, theta_tilde) -> dict[str, float]:
 
 
 def assert_limit_balanced(
-    network: Network, theta_tilde, *, rtol: float | None = None, context: str = ""
+    network: Network,
+    theta_tilde: ArrayLike,
+    *,
+    rtol: float | None = None,
+    context: str = "",
 ) -> dict[str, float]:
     """Raise AssertionError unless every neuron satisfies C.4 to `rtol` relative to
     ||theta~|| (default TOLERANCES["limit"]). Returns the imbalances when they pass."""

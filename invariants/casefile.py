@@ -16,7 +16,7 @@ import numpy as np
 
 from invariants import networks
 from invariants.networks import Network
-from invariants.validation import check_dataset, check_loss, check_theta
+from invariants.validation import check_dataset, check_loss, check_rays, check_theta
 
 __all__ = ["Case", "CaseError", "network_from_spec", "network_to_spec"]
 
@@ -38,6 +38,7 @@ class Case:
 
     def __post_init__(self) -> None:
         X, y = check_dataset(self.X, self.y, self.network.input_dim)
+        check_rays(X, y)
         theta0 = check_theta(self.theta0, self.network.num_parameters, "theta0")
         check_loss(self.loss)
         for a in (X, y, theta0):

@@ -9,8 +9,10 @@ the certificates prove (true with a certificate, false with a verified better po
 null where nothing was proved). ``check CHECKPOINTS.npz --case CASE.json`` judges a
 trajectory saved by any trainer (balance drift, loss monotone, direction, KKT residual
 of the last point, the regime's certificate; see `invariants.checkpoints`); it exits 1
-when a check fails. ``sweep thm3.2`` estimates Theorem 3.2's probability. ``list``
-prints the built-in construction names.
+when a check fails. ``sweep thm3.2`` estimates Theorem 3.2's probability. ``report``
+runs every lemma and theorem of the paper into a Markdown and an HTML page
+(`invariants.report`); it exits 1 when a row contradicts the paper. ``list`` prints
+the built-in construction names.
 
 Exit codes: 0 success; 2 a bad case file or bad arguments; 3 the simulator could not
 follow the flow; 1 an internal error. Every failure is one line on stderr starting
@@ -105,6 +107,24 @@ def _count(text: str) -> int:
 
 def _seed(text: str) -> int:
     return _whole(text, 0)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    i, sep, n = text.partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return shard
+
+
+def _row_keys(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError("expected comma-separated row keys")
+    return keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=_seed, default=0, help="base seed")
     sw.add_argument("--out", metavar="FILE.jsonl", help="append runs here; resume")
     sw.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="I/N",
+        help="run only the k with k %% N == I (split one seed across N machines)",
+    )
+    sw.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="FILE.jsonl",
+        help="run nothing: merge these files (one run per seed and k) and summarise",
+    )
+    sw.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar on stderr"
     )
     sw.add_argument(
@@ -283,6 +316,43 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--json", action="store_true", help="print one JSON object")
     ck.add_argument(
         "-v", "--verbose", action="count", default=0, help="progress on stderr"
+    )
+
+    rp = sub.add_parser(
+        "report",
+        help="run every lemma and theorem of the paper; write Markdown and HTML",
+        description=(
+            "Run each lemma and theorem of the paper: guarantees as properties over "
+            "generated cases, counterexamples by reproducing the paper's "
+            "constructions. Writes DIR/report.md, DIR/report.html and "
+            "DIR/figures/*.png (figures need matplotlib: pip install "
+            '"margin-invariants[report]"). Progress on stderr, a summary on '
+            "stdout. Exit codes: 0 every row is as the paper says, 1 a row "
+            "contradicts it, 2 bad input."
+        ),
+    )
+    rp.add_argument(
+        "--out", default="margin-report", metavar="DIR", help="default margin-report"
+    )
+    rp.add_argument(
+        "--only",
+        type=_row_keys,
+        metavar="KEYS",
+        help="comma-separated rows, e.g. C.1,2.1,4.3,5.1 (default: every row)",
+    )
+    rp.add_argument(
+        "--examples",
+        type=_count,
+        default=20,
+        metavar="N",
+        help="generated cases per guarantee (default 20)",
+    )
+    rp.add_argument(
+        "--seed", type=_seed, default=0, help="Hypothesis and search seed (default 0)"
+    )
+    rp.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    rp.add_argument(
+        "-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS
     )
 
     ls = sub.add_parser("list", help="print the built-in construction names")
@@ -427,11 +497,17 @@ def _sweep(args) -> int:
 
     progress = None if args.quiet else sweep.print_progress
     try:
-        records = sweep.sweep(args.runs, args.seed, args.out, progress=progress)
+        if args.summarize:
+            records = sweep.load(args.summarize)
+        else:
+            records = sweep.sweep(
+                args.runs, args.seed, args.out, progress=progress, shard=args.shard
+            )
     except OSError as exc:
-        raise _UsageError(f"cannot use --out {args.out!r}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise _UsageError(f"--out {args.out!r} is not a JSON-lines file: {exc.msg}")
+        where = exc.filename or args.out
+        raise _UsageError(f"cannot use {where!r}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
     sys.stdout.write(json.dumps(limit_report.jsonable(sweep.summary(records))) + "\n")
     return EXIT_OK
 
@@ -461,6 +537,21 @@ def _check(args) -> int:
     # 1, as for an internal error: a CI gate treats both as a failed job, and
     # the verdict on stdout tells them apart.
     return EXIT_OK if judgement.passed else 1
+
+
+def _report(args) -> int:
+    from invariants import report
+
+    try:
+        return report.main(
+            args.out,
+            only=args.only,
+            examples=args.examples,
+            seed=args.seed,
+            quiet=args.quiet,
+        )
+    except report.ReportInputError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _list(args) -> int:
@@ -520,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "report":
+            return _report(args)
         return _list(args)
     except _UsageError as exc:
         _fail(str(exc))

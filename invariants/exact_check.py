@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from invariants.casefile import network_from_spec, network_to_spec
 from invariants.networks import Network
@@ -231,10 +232,10 @@ def _squared(values) -> Fraction:
 
 def verify_witness(
     network: Network,
-    X,
-    y,
-    theta_tilde,
-    theta_prime,
+    X: ArrayLike,
+    y: ArrayLike,
+    theta_tilde: ArrayLike,
+    theta_prime: ArrayLike,
     *,
     radius: float | None = None,
     layer: int | None = None,

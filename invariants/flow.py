@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from invariants.casefile import Case
 from invariants.driver import Event, IntegrationFailed, KinkState, integrate
@@ -51,7 +52,7 @@ from invariants.field import (
 from invariants.losses import log_loss, log_loss_threshold
 from invariants.networks import Network
 from invariants.trajectory import Trajectory
-from invariants.validation import check_dataset, check_loss, check_theta
+from invariants.validation import check_dataset, check_loss, check_rays, check_theta
 
 __all__ = [
     "FlowError",
@@ -98,9 +99,9 @@ STIFF_RTOL_FACTOR = 1e-2
 
 def gradient_flow(
     network: Network,
-    X,
-    y,
-    theta0,
+    X: ArrayLike,
+    y: ArrayLike,
+    theta0: ArrayLike,
     loss: str = "exponential",
     *,
     target_norm: float = 1e8,
@@ -130,42 +131,19 @@ def gradient_flow(
     arc length (default 100 (1 + ||theta0||)) or the evaluation budget runs out.
     """
     X, y = check_dataset(X, y, network.input_dim)
+    check_rays(X, y)
     theta0 = check_theta(theta0, network.num_parameters, "theta0")
     check_loss(loss)
-    if not (target_norm > 0 and math.isfinite(target_norm)):
-        raise ValueError(f"target_norm={target_norm!r} must be positive and finite")
-    # Below 1e-13 the stiff phase (run at rtol / 100) would ask for less than
-    # rounding, and the steppers give up with a step-size error instead.
-    if not (1e-13 <= rtol < 1e-2):
-        raise ValueError(f"rtol={rtol!r} must be in [1e-13, 1e-2)")
-    if not sliding_margin > 1:
-        raise ValueError(f"sliding_margin={sliding_margin!r} must be > 1")
-    if not (0 < active_tol < 1e-3):
-        raise ValueError(f"active_tol={active_tol!r} must be in (0, 1e-3)")
-    if not (isinstance(checkpoints_per_e, int) and checkpoints_per_e >= 1):
-        raise ValueError(
-            f"checkpoints_per_e={checkpoints_per_e!r} must be an integer >= 1"
+    if network.depth >= 2 and not np.any(theta0):
+        raise StationaryPointError(
+            "theta0 = 0 is a stationary point of every network of depth >= 2 (each "
+            "margin's gradient is a product of the other layers): GF never moves"
         )
-    if not (isinstance(max_fit_checkpoints, int) and max_fit_checkpoints >= 2):
-        raise ValueError(
-            f"max_fit_checkpoints={max_fit_checkpoints!r} must be an integer >= 2 "
-            "(the start and the end of the fitting phase)"
-        )
-    if max_fit_length is not None and not (0 < max_fit_length < math.inf):
-        raise ValueError(f"max_fit_length={max_fit_length!r} must be positive")
-    if not (isinstance(max_evaluations, int) and max_evaluations >= 1):
-        raise ValueError(f"max_evaluations={max_evaluations!r} must be an integer >= 1")
-    if direction_tol is not None and not (0 < direction_tol < 1):
-        raise ValueError(f"direction_tol={direction_tol!r} must be in (0, 1) or None")
-    ceiling = max_log_norm_for(network)
-    if max_log_norm is None:
-        max_log_norm = ceiling
-    if not (math.log(target_norm) <= max_log_norm <= ceiling):
-        raise ValueError(
-            f"max_log_norm={max_log_norm!r} must lie between log(target_norm) = "
-            f"{math.log(target_norm):.6g} and {ceiling:.6g} (beyond it ||theta||^2 "
-            f"or the margins of a depth-{network.depth} network overflow a double)"
-        )
+    max_log_norm = check_options(
+        network, target_norm, rtol, sliding_margin, active_tol, checkpoints_per_e,
+        max_fit_length, max_evaluations, max_fit_checkpoints, direction_tol,
+        max_log_norm,
+    )  # fmt: skip
     started = time.perf_counter()
     fld = Field(network, X, y, loss)
     budget = _Budget(fld, max_evaluations)
@@ -233,6 +211,49 @@ def gradient_flow(
             "max_log_norm": max_log_norm,
         },
     )
+
+
+def check_options(
+    network, target_norm, rtol, sliding_margin, active_tol, checkpoints_per_e,
+    max_fit_length, max_evaluations, max_fit_checkpoints, direction_tol, max_log_norm,
+) -> float:  # fmt: skip
+    """Validate `gradient_flow`'s options (shared with `invariants.batch`); returns
+    max_log_norm with its default filled in."""
+    if not (target_norm > 0 and math.isfinite(target_norm)):
+        raise ValueError(f"target_norm={target_norm!r} must be positive and finite")
+    # Below 1e-13 the stiff phase (run at rtol / 100) would ask for less than
+    # rounding, and the steppers give up with a step-size error instead.
+    if not (1e-13 <= rtol < 1e-2):
+        raise ValueError(f"rtol={rtol!r} must be in [1e-13, 1e-2)")
+    if not sliding_margin > 1:
+        raise ValueError(f"sliding_margin={sliding_margin!r} must be > 1")
+    if not (0 < active_tol < 1e-3):
+        raise ValueError(f"active_tol={active_tol!r} must be in (0, 1e-3)")
+    if not (isinstance(checkpoints_per_e, int) and checkpoints_per_e >= 1):
+        raise ValueError(
+            f"checkpoints_per_e={checkpoints_per_e!r} must be an integer >= 1"
+        )
+    if not (isinstance(max_fit_checkpoints, int) and max_fit_checkpoints >= 2):
+        raise ValueError(
+            f"max_fit_checkpoints={max_fit_checkpoints!r} must be an integer >= 2 "
+            "(the start and the end of the fitting phase)"
+        )
+    if max_fit_length is not None and not (0 < max_fit_length < math.inf):
+        raise ValueError(f"max_fit_length={max_fit_length!r} must be positive")
+    if not (isinstance(max_evaluations, int) and max_evaluations >= 1):
+        raise ValueError(f"max_evaluations={max_evaluations!r} must be an integer >= 1")
+    if direction_tol is not None and not (0 < direction_tol < 1):
+        raise ValueError(f"direction_tol={direction_tol!r} must be in (0, 1) or None")
+    ceiling = max_log_norm_for(network)
+    if max_log_norm is None:
+        max_log_norm = ceiling
+    if not (math.log(target_norm) <= max_log_norm <= ceiling):
+        raise ValueError(
+            f"max_log_norm={max_log_norm!r} must lie between log(target_norm) = "
+            f"{math.log(target_norm):.6g} and {ceiling:.6g} (beyond it ||theta||^2 "
+            f"or the margins of a depth-{network.depth} network overflow a double)"
+        )
+    return max_log_norm
 
 
 def simulate(case: Case, **options) -> Trajectory:

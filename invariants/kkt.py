@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import nnls
 
 from invariants.activation import ZERO_INPUT_TOL, zero_inputs
@@ -52,6 +53,9 @@ __all__ = [
 # of a GF limit stay a fixed distance above 1, while the simulator's direction error
 # at ||theta|| ~ 1e8 is far below 1e-6.
 ACTIVE_TOL = 1e-6
+# Smallest margin, relative to the bound on the outputs, whose sign is trusted: a few
+# hundred ulps, the rounding of a forward pass through a handful of layers.
+ROUNDING_MARGIN = 256 * np.finfo(float).eps
 # Largest relative KKT residual of a point that passes. The same margin against the
 # simulator's accuracy: a limit read at ||theta|| ~ 1e8 has residual ~1e-8 or less.
 KKT_TOL = 1e-6
@@ -60,7 +64,9 @@ KKT_TOL = 1e-6
 MAX_KINKS_PER_SAMPLE = 12
 
 
-def rescale(network: Network, X, y, theta) -> np.ndarray:
+def rescale(
+    network: Network, X: ArrayLike, y: ArrayLike, theta: ArrayLike
+) -> np.ndarray:
     """theta~ = theta / q_min^(1/m): the point on theta's ray whose smallest margin is
     1 (up to rounding: a few ulps either way). Every network here is m-homogeneous,
     so this is the feasible point of Problem 2 in theta's direction with the
@@ -80,6 +86,17 @@ def rescale(network: Network, X, y, theta) -> np.ndarray:
             f"theta does not separate the data: smallest margin {q_min!r} (sample "
             f"{int(np.argmin(q))}); only points with every margin > 0 can be rescaled "
             "onto the feasible set of Problem 2"
+        )
+    # A bound on every output: a smallest margin within rounding of it has a sign
+    # that rounding chose (a subnormal input, or a neuron a hair from its kink).
+    scale = float(np.max(np.linalg.norm(X, axis=1))) * math.prod(
+        float(np.linalg.norm(W)) for W in network.weight_matrices(theta)
+    )
+    if not q_min > ROUNDING_MARGIN * scale:
+        raise ValueError(
+            f"theta does not separate the data beyond rounding: smallest margin "
+            f"{q_min:.3g} (sample {int(np.argmin(q))}) against outputs of size up to "
+            f"{scale:.3g}; its sign is not meaningful in double precision"
         )
     return theta / q_min ** (1.0 / network.depth)
 
@@ -127,9 +144,9 @@ class KKTPoint:
 
 def kkt_point(
     network: Network,
-    X,
-    y,
-    theta,
+    X: ArrayLike,
+    y: ArrayLike,
+    theta: ArrayLike,
     *,
     active_tol: float = ACTIVE_TOL,
     zero_tol: float = ZERO_INPUT_TOL,
@@ -214,14 +231,23 @@ def _relevant_kinks(network: Network, theta: np.ndarray, X, zero_tol: float):
     return [(l, i, a) for (l, i, a) in kinks if carries[l - 1][a]]
 
 
-def kkt_residual(network: Network, X, y, theta, **options) -> float:
+def kkt_residual(
+    network: Network, X: ArrayLike, y: ArrayLike, theta: ArrayLike, **options
+) -> float:
     """||theta~ - sum_i lambda_i g_i|| / ||theta~|| at the best multipliers; see
     `kkt_point`."""
     return kkt_point(network, X, y, theta, **options).residual
 
 
 def assert_kkt(
-    network: Network, X, y, theta, *, tol: float = KKT_TOL, context: str = "", **options
+    network: Network,
+    X: ArrayLike,
+    y: ArrayLike,
+    theta: ArrayLike,
+    *,
+    tol: float = KKT_TOL,
+    context: str = "",
+    **options,
 ) -> KKTPoint:
     """Raise AssertionError unless theta's direction is a KKT point of Problem 2."""
     tol = check_tolerance(tol, "tol", high=1.0)

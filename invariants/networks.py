@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from invariants.validation import (
     check_activation,
@@ -231,6 +233,60 @@ class Network:
         G = y[:, None].astype(float)
         return q, self._backprop(Ws, X, Zs, self.depth, G, slopes, np.arange(len(X)))
 
+    def unchecked_margin_jacobians(self, thetas, X, y):
+        """Margins (B, n), their Jacobians (B, n, P) and (z, scale), the hidden
+        pre-activations (B, K) and their scales, of B parameter vectors at once,
+        for the batch simulator.
+
+        X is (n, d) shared by every row, or (B, n, d) one dataset per row (y then
+        (B, n)). ReLU'(0) = 0, no slopes: a batch hands kinks to the single run.
+        The hidden pre-activations are flattened in the order of
+        `invariants.kinks.all_kinks` (layer, sample, neuron).
+        """
+        thetas = np.asarray(thetas, dtype=float)
+        B = thetas.shape[0]
+        X = np.broadcast_to(X, (B,) + np.shape(X)[-2:])
+        y = np.broadcast_to(y, (B, X.shape[1]))
+        slices = self.layer_slices
+        Ws = []
+        for s, G in zip(slices, self._gather):
+            u = np.concatenate([thetas[:, s], np.zeros((B, 1))], axis=1)
+            Ws.append(u[:, G])
+        H, Zs = X, []
+        for l, W in enumerate(Ws, start=1):
+            Z = H @ np.swapaxes(W, 1, 2)
+            Zs.append(Z)
+            H = self._sigma(Z) if l < self.depth else Z
+        q = y * Zs[-1][:, :, 0]
+        n = X.shape[1]
+        J = np.zeros((B, n, self.num_parameters))
+        G = y[:, :, None].astype(float)
+        for l in range(self.depth, 0, -1):
+            H_prev = X if l == 1 else self._sigma(Zs[l - 2])
+            per_entry = (G[:, :, :, None] * H_prev[:, :, None, :]).reshape(B, n, -1)
+            scatter = self._scatter[l - 1]
+            if isinstance(scatter, tuple):
+                entries, S = scatter
+                J[:, :, slices[l - 1]] = per_entry[:, :, entries] @ S
+            else:
+                J[:, :, slices[l - 1]] = per_entry[:, :, scatter]
+            if l > 1:
+                G = (G @ Ws[l - 1]) * self._sigma_prime(Zs[l - 2])
+        # Each pre-activation's scale, ||incoming weights|| ||layer input||, as in
+        # `invariants.kinks.hidden_preactivations`, to judge zero against.
+        zs, scales, H = [], [], X
+        for W, Z in zip(Ws[:-1], Zs[:-1]):
+            zs.append(Z.reshape(B, -1))
+            rows = (
+                np.linalg.norm(W, axis=2)[:, None, :]
+                * np.linalg.norm(H, axis=2)[:, :, None]
+            )
+            scales.append(rows.reshape(B, -1))
+            H = self._sigma(Z)
+        if not zs:
+            return q, J, (np.empty((B, 0)), np.empty((B, 0)))
+        return q, J, (np.concatenate(zs, axis=1), np.concatenate(scales, axis=1))
+
     def preactivation_gradients(self, theta, X, kinks, slopes=None):
         """Values z_k and gradients dz_k/dtheta (K, P) of hidden pre-activations.
 
@@ -307,13 +363,16 @@ class Network:
 
 
 def from_index_maps(
-    layers, activation: Activation = "relu", *, family: str = "index_maps"
+    layers: Sequence[ArrayLike],
+    activation: Activation = "relu",
+    *,
+    family: str = "index_maps",
 ) -> Network:
     """A network of the class N from its index maps, first layer first."""
     return Network(tuple(np.asarray(P) for P in layers), activation, family)
 
 
-def fully_connected(widths, activation: Activation = "relu") -> Network:
+def fully_connected(widths: Sequence[int], activation: Activation = "relu") -> Network:
     """Dense layers d_0 -> d_1 -> ... -> d_m = 1; u^(l) is W^(l) read row by row."""
     widths = _check_widths(widths, "widths")
     maps = [np.arange(b * a).reshape(b, a) for a, b in itertools.pairwise(widths)]
@@ -369,7 +428,7 @@ def convolutional(
     return Network(tuple(maps), activation, "convolutional")
 
 
-def no_share(masks, activation: Activation = "relu") -> Network:
+def no_share(masks: Sequence[ArrayLike], activation: Activation = "relu") -> Network:
     """N_no-share from boolean masks (d_l, d_{l-1}): True entries become parameters,
     numbered row by row, so each parameter is used exactly once."""
     maps = []

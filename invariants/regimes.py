@@ -23,11 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from invariants.activation import ZERO_INPUT_TOL, zero_inputs
 from invariants.kkt import KKT_TOL
 from invariants.networks import Network
-from invariants.validation import check_theta
+from invariants.validation import check_dataset, check_theta
 
 __all__ = ["GUARANTEES", "Regime", "classify"]
 
@@ -82,7 +83,12 @@ class Regime:
 
 
 def classify(
-    network: Network, theta_tilde, X, *, y=None, tol: float = ZERO_INPUT_TOL
+    network: Network,
+    theta_tilde: ArrayLike,
+    X: ArrayLike,
+    *,
+    y: ArrayLike | None = None,
+    tol: float = ZERO_INPUT_TOL,
 ) -> Regime:
     """The strongest guarantee the paper proves for the limit theta_tilde of GF on
     data X, and the theorems behind it (see the module docstring).
@@ -94,13 +100,7 @@ def classify(
     theta = check_theta(theta_tilde, network.num_parameters, "theta_tilde")
     if not np.any(theta):
         raise ValueError("theta_tilde = 0 has no direction: it is no GF limit")
-    X = np.asarray(X, dtype=float)
-    if X.ndim != 2 or X.shape[1] != network.input_dim or X.shape[0] == 0:
-        raise ValueError(
-            f"X must have shape (n, {network.input_dim}) with n >= 1, got {X.shape}"
-        )
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X must be finite")
+    X = check_dataset(X, None, network.input_dim)[0]
     if y is not None:
         from invariants.kkt import kkt_point
 

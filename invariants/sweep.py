@@ -21,7 +21,8 @@ to its converged limit and decides, honestly:
 
 Runs are independent and seeded by (seed, k), so a sweep can be split across
 machines and resumed: `sweep` appends one JSON line per run to `out` and skips the
-k already there. `summary` gives the estimate with a Wilson interval.
+k already there; `shard` splits one seed's runs by k. `load` merges the files of a
+split sweep and `summary` gives the estimate with a Wilson interval.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 
 from invariants.cases import get
 
-__all__ = ["EVENT_PROBABILITY", "in_proof_event", "run", "summary", "sweep"]
+__all__ = ["EVENT_PROBABILITY", "in_proof_event", "load", "run", "summary", "sweep"]
 
 _ANGLE = math.acos(-15.0 / 17.0)  # between x_1 and x_2
 # P(w . x_1 > 0 and w . x_2 > 0) for Gaussian w is (pi - angle) / (2 pi); the event
@@ -102,21 +103,23 @@ def run(k: int, seed: int, *, direction_tol: float = 1e-9) -> dict:
     return record
 
 
-def sweep(runs: int, seed: int, out=None, *, progress=None) -> list[dict]:
+def sweep(
+    runs: int, seed: int, out=None, *, progress=None, shard: tuple[int, int] = (0, 1)
+) -> list[dict]:
     """Runs k = 0..runs-1 (those not already in `out`), appending each to `out` as a
     JSON line; returns every record for this seed. `progress(done, total, record)` is
-    called after each run."""
+    called after each run. `shard=(i, n)` keeps the k with k % n == i, so n machines
+    can share one seed's runs, each with its own file (merge them with `load`)."""
     if not (isinstance(runs, int) and runs >= 1):
         raise ValueError(f"runs must be an integer >= 1, got runs={runs!r}")
-    records = {}
+    i, n = shard
+    if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
+        raise ValueError(f"shard=(i, n) needs integers 0 <= i < n, got {shard!r}")
     path = Path(out) if out is not None else None
+    records = {}
     if path is not None and path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                if r.get("seed") == seed:
-                    records[r["k"]] = r
-    todo = [k for k in range(runs) if k not in records]
+        records = {r["k"]: r for r in load([path]) if r["seed"] == seed}
+    todo = [k for k in range(i, runs, n) if k not in records]
     for done, k in enumerate(todo, start=1):
         record = run(k, seed)
         records[k] = record
@@ -125,7 +128,29 @@ def sweep(runs: int, seed: int, out=None, *, progress=None) -> list[dict]:
                 fh.write(json.dumps(record) + "\n")
         if progress is not None:
             progress(done, len(todo), record)
-    return [records[k] for k in sorted(records) if k < runs]
+    return [records[k] for k in sorted(records) if k < runs and k % n == i]
+
+
+def load(paths) -> list[dict]:
+    """The runs recorded in the JSON-lines files `paths`, one per (seed, k): the
+    union of a sweep split across machines, seeds or shards. A line that is not a
+    run (a file cut off mid-write) is an error naming the file and line."""
+    runs: dict[tuple[int, int], dict] = {}
+    for path in map(Path, paths):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                key = (int(r["seed"]), int(r["k"]))
+                r["verdict"], r["in_proof_event"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"{path}:{number} is not a run of this sweep ({exc}); a line cut "
+                    "off by an interrupted write can be deleted and the run redone"
+                ) from None
+            runs[key] = r
+    return [runs[key] for key in sorted(runs)]
 
 
 def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple:
@@ -135,7 +160,10 @@ def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At 0 or n successes the bound is exactly 0 or 1; the formula leaves an ulp.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return (low, high)
 
 
 def summary(records: list[dict]) -> dict:

@@ -16,6 +16,7 @@ __all__ = [
     "check_dataset",
     "check_layer",
     "check_loss",
+    "check_rays",
     "check_theta",
     "check_tolerance",
 ]
@@ -71,6 +72,51 @@ def check_dataset(X, y, input_dim: int | None):
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"labels must be -1 or +1; y[{i}] = {float(y[i])!r}")
     return X, y
+
+
+# Two unit directions closer than this are one ray: rounding of a point scaled by
+# c > 0 moves its direction by ~1e-16.
+SAME_RAY_TOL = 1e-12
+
+
+def check_rays(X: np.ndarray, y: np.ndarray) -> None:
+    """Refuse data that no network of the class N separates, whatever theta.
+
+    A network without biases is positively homogeneous in its input, Phi(theta; c x)
+    = c Phi(theta; x) for c > 0, so a point at the origin has margin 0 for every theta
+    and two points on one ray from the origin with opposite labels always have margins
+    of opposite signs. X, y as returned by `check_dataset`.
+    """
+    # Sizes by the largest coordinate: squaring would underflow below 1e-154.
+    sizes = np.max(np.abs(X), axis=1)
+    zero = np.flatnonzero(sizes == 0.0)
+    if zero.size:
+        raise ValueError(
+            f"X[{int(zero[0])}] is the origin: a network without biases outputs 0 "
+            "there for every theta, so no network of the class N separates the data"
+        )
+    tiny = np.flatnonzero(sizes < np.finfo(float).tiny)
+    if tiny.size:
+        i = int(tiny[0])
+        raise ValueError(
+            f"X[{i}] is subnormal (largest coordinate {sizes[i]:.3g} < "
+            f"{np.finfo(float).tiny:.3g}): products through the layers underflow "
+            "to 0 there; rescale the data"
+        )
+    U = X / sizes[:, None]
+    norms = sizes * np.linalg.norm(U, axis=1)
+    U /= np.linalg.norm(U, axis=1)[:, None]
+    for i in range(len(U) - 1):
+        close = np.linalg.norm(U[i + 1 :] - U[i], axis=1) <= SAME_RAY_TOL
+        clash = np.flatnonzero(close & (y[i + 1 :] != y[i]))
+        if clash.size:
+            j = i + 1 + int(clash[0])
+            raise ValueError(
+                f"X[{i}] and X[{j}] lie on one ray from the origin (X[{j}] = "
+                f"{norms[j] / norms[i]:.6g} X[{i}]) with opposite labels: a network "
+                "without biases is positively homogeneous in its input, so no "
+                "theta separates them"
+            )
 
 
 def check_theta(theta, num_parameters: int, name: str = "theta") -> np.ndarray:

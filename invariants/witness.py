@@ -54,6 +54,7 @@ import math
 import warnings
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 
 from invariants.activation import zero_inputs
@@ -107,9 +108,9 @@ GLOBAL_ITERATIONS = 100
 
 def find_local_improvement(
     network: Network,
-    X,
-    y,
-    theta_tilde,
+    X: ArrayLike,
+    y: ArrayLike,
+    theta_tilde: ArrayLike,
     radius: float,
     *,
     seed: int = 0,
@@ -144,9 +145,9 @@ def find_local_improvement(
 
 def find_global_improvement(
     network: Network,
-    X,
-    y,
-    theta_tilde,
+    X: ArrayLike,
+    y: ArrayLike,
+    theta_tilde: ArrayLike,
     *,
     seed: int = 0,
     starts: int = 24,

@@ -30,6 +30,7 @@ import numpy as np
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
+from numpy.typing import ArrayLike
 
 from invariants.losses import log_loss, log_loss_threshold
 from invariants.networks import Network
@@ -61,12 +62,12 @@ BALANCE_SWEEPS = 1_000  # about 80 suffice at depth 5, width 6
 
 def initializations(
     network: Network,
-    X,
-    y,
+    X: ArrayLike,
+    y: ArrayLike,
     *,
     kind: st.SearchStrategy[str] = DEFAULT_KINDS,
     loss: str = "exponential",
-    teacher=None,
+    teacher: ArrayLike | None = None,
     scale: float = 1.0,
 ) -> st.SearchStrategy[ExactArray]:
     """theta0 for `network` on the dataset (X, y); see the module for the kinds.

@@ -72,8 +72,8 @@ def test_guarantees_are_ordered():
 @pytest.mark.parametrize(
     ("X", "message"),
     [
-        (np.ones((2, 3)), "shape"),
-        (np.empty((0, 2)), "shape"),
+        (np.ones((2, 3)), "columns"),
+        (np.empty((0, 2)), "empty"),
         (np.array([[np.nan, 1.0]]), "finite"),
     ],
 )

@@ -82,9 +82,32 @@ def test_a_small_sweep_keeps_records_that_resume_and_recheck(tmp_path):
     json.loads(out.read_text().splitlines()[0])
 
 
+def test_shards_in_separate_files_merge_into_the_whole_sweep(tmp_path):
+    whole = sweep.sweep(4, seed=3, out=tmp_path / "whole.jsonl")
+    parts = [tmp_path / f"shard{i}.jsonl" for i in range(2)]
+    for i, part in enumerate(parts):
+        done = sweep.sweep(4, seed=3, out=part, shard=(i, 2))
+        assert [r["k"] for r in done] == list(range(i, 4, 2))
+    merged = sweep.load(parts)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in whole]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in merged] == strip
+    assert sweep.summary(merged) == sweep.summary(whole)
+
+
+def test_a_run_cut_off_mid_write_is_named(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    path.write_text(
+        '{"k": 0, "seed": 1, "verdict": "no fit", "in_proof_event": false}\n{"k":'
+    )
+    with pytest.raises(ValueError, match=r"runs.jsonl:2 is not a run"):
+        sweep.load([path])
+    with pytest.raises(ValueError, match="shard"):
+        sweep.sweep(4, seed=0, shard=(2, 2))
+
+
 def test_wilson_interval():
     lo, hi = sweep.wilson(0, 100)
-    assert lo == pytest.approx(0, abs=1e-15) and hi == pytest.approx(0.037, abs=1e-3)
+    assert lo == 0.0 and hi == pytest.approx(0.037, abs=1e-3)
     lo, hi = sweep.wilson(50, 100)
     assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(
         0.5962, abs=1e-3

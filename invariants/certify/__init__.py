@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from invariants.certify.record import (
     CERTIFICATE_TOL,
@@ -94,7 +95,12 @@ class Optimality:
 
 
 def verified_better_point(
-    network: Network, X, y, theta_prime, limit_value: float, tol: float
+    network: Network,
+    X: ArrayLike,
+    y: ArrayLike,
+    theta_prime: ArrayLike,
+    limit_value: float,
+    tol: float,
 ) -> dict | None:
     """theta' as evidence that the limit is not a global optimum, if it verifies:
     made exactly feasible (every margin >= 1 in rational arithmetic,
@@ -122,9 +128,9 @@ def verified_better_point(
 
 def optimality(
     network: Network,
-    X,
-    y,
-    theta,
+    X: ArrayLike,
+    y: ArrayLike,
+    theta: ArrayLike,
     *,
     tol: float = CERTIFICATE_TOL,
     exact: bool = True,

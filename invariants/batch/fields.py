@@ -1,0 +1,173 @@
+"""The GF field of `invariants.field`, evaluated for a batch of trajectories.
+
+Rows are trajectories; each call counts one evaluation per row (the single run's
+`Field.jacobian_evaluations` counts the same calls), so evaluations per trajectory
+compare directly. The formulas are the single run's: see `invariants.field`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, logsumexp, softmax
+
+from invariants.field import BOUNDARY_LAYER, LEAVE_TOL, STATIONARY_TOL
+from invariants.ldp import least_distance
+from invariants.losses import _log_terms, log_neg_derivative
+
+__all__ = ["BatchField"]
+
+# Forward differences for the curvature term of the stiff Jacobian, at the single
+# run's step. A longer step (1e-5 was tried) straddles a ReLU kink the path runs
+# alongside, and the garbage Jacobian cut the Rosenbrock steps to 1e-6; central
+# differences cost P more evaluations per step for no fewer steps.
+CURVATURE_STEP = 1e-7
+# A closed-form sliding velocity is used when it meets the active constraints to
+# this relative accuracy; otherwise the row goes through the NNLS solver.
+AFFINE_TOL = 1e-9
+
+
+class BatchField:
+    """Margins, field and stiff Jacobian of one network on one dataset (X (n, d))
+    or on one dataset per row (X (B, n, d)), for rows selected by `rows`."""
+
+    def __init__(self, network, X, y, loss: str, batch: int):
+        self.network, self.loss, self.m = network, loss, network.depth
+        self.X = np.asarray(X, dtype=float)
+        self.y = np.asarray(y, dtype=float)
+        self.per_row = self.X.ndim == 3
+        self.evaluations = np.zeros(batch, dtype=np.int64)
+        self.columns = np.zeros(batch, dtype=np.int64)  # of difference Jacobians
+
+    def data(self, rows):
+        if self.per_row:
+            return self.X[rows], self.y[rows]
+        return self.X, self.y
+
+    def margins(self, rows, thetas):
+        """q (B, n), J (B, n, P), hidden pre-activations (B, K); not counted."""
+        X, y = self.data(rows)
+        return self.network.unchecked_margin_jacobians(thetas, X, y)
+
+    def _counted(self, rows, thetas):
+        np.add.at(self.evaluations, rows, 1)
+        return self.margins(rows, thetas)
+
+    def log_loss(self, q):
+        if self.loss == "exponential":
+            return logsumexp(-q, axis=1)
+        return logsumexp(_log_terms(q.ravel(), self.loss).reshape(q.shape), axis=1)
+
+    def weights(self, z):
+        return softmax(log_neg_derivative(z, self.loss), axis=1)
+
+    # -- fit: arc length ---------------------------------------------------------
+
+    def unit_velocity(self, rows, thetas):
+        """F / ||F|| per row, and whether the row is stationary (the single run's
+        StationaryPointError test); a stationary row gets a finite velocity."""
+        q, J, _ = self._counted(rows, thetas)
+        F = np.einsum("bn,bnp->bp", self.weights(q), J)
+        norm = np.linalg.norm(F, axis=1)
+        scale = np.linalg.norm(J, axis=(1, 2))
+        stationary = ~(norm > STATIONARY_TOL * scale)
+        return F / np.where(norm > 0, norm, 1.0)[:, None], stationary
+
+    # -- far: s = log||theta|| ---------------------------------------------------
+
+    def _log_norm_parts(self, s, phi, q, J):
+        K = np.exp(self.m * s)
+        p = self.weights(K[:, None] * q)
+        G = np.einsum("bn,bnp->bp", p, J)
+        return K, p, G
+
+    def log_norm_velocity(self, rows, s, phi):
+        q, J, _ = self._counted(rows, phi)
+        _, _, G = self._log_norm_parts(s, phi, q, J)
+        c = np.einsum("bp,bp->b", phi, phi) / np.einsum("bp,bp->b", phi, G)
+        return c[:, None] * G - phi
+
+    def log_norm_jacobian(self, rows, s, phi):
+        """d v / d phi (B, P, P) and d v / d s (B, P). The stiff parts are exact, the
+        curvature sum_i p_i Hess q_i a forward difference of J^T p, p frozen."""
+        B, P = phi.shape
+        q, J, _ = self._counted(rows, phi)
+        K, p, G = self._log_norm_parts(s, phi, q, J)
+        z = K[:, None] * q
+        slope = -expit(z) if self.loss == "logistic" else -np.ones_like(z)
+        # d p / d z = diag(p) - p p^T, applied to dz/dphi and dz/ds.
+        W = (K[:, None] * slope)[:, :, None] * J
+        dp = p[:, :, None] * (W - np.einsum("bn,bnp->bp", p, W)[:, None, :])
+        zs = self.m * z * slope
+        dps = p * (zs - np.einsum("bn,bn->b", p, zs)[:, None])
+        dG = np.einsum("bnp,bnq->bpq", J, dp)
+        Gs = np.einsum("bnp,bn->bp", J, dps)
+
+        h = CURVATURE_STEP * np.maximum(1.0, np.linalg.norm(phi, axis=1))
+        shifted = phi[:, None] + h[:, None, None] * np.eye(P)[None]
+        rep = np.repeat(rows, P)
+        np.add.at(self.columns, rep, 1)
+        _, Jk, _ = self._counted(rep, shifted.reshape(-1, P))
+        Gk = np.einsum("bn,bknp->bkp", p, Jk.reshape(B, P, *J.shape[1:]))
+        dG += np.swapaxes(Gk - G[:, None, :], 1, 2) / h[:, None, None]
+
+        pp = np.einsum("bp,bp->b", phi, phi)
+        a = np.einsum("bp,bp->b", phi, G)
+        c = pp / a
+        dc = 2.0 * phi / a[:, None] - (pp / a**2)[:, None] * (
+            G + np.einsum("bpq,bp->bq", dG, phi)
+        )
+        jac = c[:, None, None] * dG + G[:, :, None] * dc[:, None, :] - np.eye(P)
+        dcs = -(pp / a**2) * np.einsum("bp,bp->b", phi, Gs)
+        return jac, c[:, None] * Gs + dcs[:, None] * G
+
+    # -- sliding: the limit of infinite sharpness ---------------------------------
+
+    def layer_width(self, s, q_min, rel_tol):
+        return np.maximum(BOUNDARY_LAYER * np.exp(-self.m * s), rel_tol * np.abs(q_min))
+
+    def active_sets(self, s, q, rel_tol, previous=None):
+        """`Field.active_set` per row, as a boolean mask (B, n)."""
+        q_min = q.min(axis=1)
+        gap = q - q_min[:, None]
+        inside = gap <= 2.0 * self.layer_width(s, q_min, rel_tol)[:, None]
+        if previous is not None:
+            inside |= previous & (gap <= LEAVE_TOL * np.abs(q_min)[:, None])
+        return inside
+
+    def sliding_velocity(self, rows, phi, active):
+        """`Field.sliding_velocity` with the active sets frozen: the minimal-norm
+        point of the active gradients in closed form (equal growth of every active
+        margin) where all its multipliers are positive, else by NNLS for that row.
+        Returns the velocity and a mask of rows the NNLS could not serve."""
+        q, J, _ = self._counted(rows, phi)
+        B, n, _ = J.shape
+        q_min = np.where(active, q, np.inf).min(axis=1)
+        bad = ~(q_min > 0)
+        h = self.m * np.where(bad, 1.0, q_min)
+        gram = np.einsum("bip,bjp->bij", J, J)
+        both = active[:, :, None] & active[:, None, :]
+        gram = np.where(both, gram, np.eye(n)[None])
+        rhs = np.where(active, h[:, None], 0.0)
+        with np.errstate(all="ignore"):
+            try:
+                mu = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:
+                mu = np.full((B, n), np.nan)
+            G = np.einsum("bn,bnp->bp", mu, J)
+            slack = np.einsum("bnp,bp->bn", J, G) - h[:, None]
+        ok = np.all(
+            ~active | ((mu > 0) & (np.abs(slack) <= AFFINE_TOL * h[:, None])), 1
+        )
+        failed = np.zeros(B, bool)
+        for b in np.flatnonzero(~ok & ~bad):
+            try:
+                idx = np.flatnonzero(active[b])
+                G[b] = least_distance(J[b, idx], np.full(idx.size, h[b])).d
+            except Exception:  # noqa: BLE001 - the row is handed off, not lost
+                failed[b] = True
+        with np.errstate(all="ignore"):
+            c = np.einsum("bp,bp->b", phi, phi) / np.einsum("bp,bp->b", phi, G)
+            v = c[:, None] * G - phi
+        # As in the single run: a trial stage with a margin <= 0 is a step too long.
+        v[bad | failed] = np.nan
+        return v, failed & ~bad

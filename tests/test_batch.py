@@ -1,0 +1,196 @@
+"""The batch simulator gives the single run's answers, and says when it cannot.
+
+Direction tolerance. Both simulators stop where the direction moves less than
+direction_tol = 1e-9 per unit of log||theta|| (checked once per unit); where GF
+approaches its limit like e^{-lambda s}, each run is within about
+direction_tol / lambda of the limit, and their integration errors (rtol 1e-10 per
+step, damped on the way to an attracting limit) add less. The cases below have
+lambda >= 1 and agree to 1e-9 at worst (measured), so 1e-7 leaves a margin of 100
+without hiding a different limit: the next KKT point of these cases is O(1) away.
+"""
+
+import numpy as np
+import pytest
+
+from invariants.batch import HandoffRequired, gradient_flows
+from invariants.batch.agreement import answer_gaps, assert_same_answers
+from invariants.batch.fields import BatchField
+from invariants.batch.steppers import rodas4_step
+from invariants.cases import get
+from invariants.field import Field, StationaryPointError
+from invariants.flow import gradient_flow
+from invariants.networks import convolutional, diagonal, fully_connected
+
+SWEEP = {"direction_tol": 1e-9, "max_evaluations": 60_000}
+DIRECTION_TOL = 1e-7
+# Draws of `invariants.sweep.run` (seed 0): 6 and 9 reach a limit without a kink,
+# 11 crosses a kink in the fit phase, 5 starts with every neuron dead, 0 slides
+# along a kink (pinned by the single run: the batch hands it off).
+SWEEP_KS = (6, 9, 11, 5, 0)
+
+
+def sweep_inits(ks, seed=0):
+    return np.array([np.random.default_rng([seed, k]).standard_normal(6) for k in ks])
+
+
+def singles(net, X, y, thetas, **options):
+    out = []
+    for th in thetas:
+        try:
+            out.append(gradient_flow(net, X, y, th, **options))
+        except Exception as exc:  # noqa: BLE001 - an answer to compare
+            out.append(exc)
+    return out
+
+
+@pytest.fixture(scope="module")
+def thm32():
+    c = get("thm3.2")
+    thetas = np.vstack([c.case.theta0, sweep_inits(SWEEP_KS)])
+    stats = {}
+    batch = gradient_flows(c.network, c.case.X, c.case.y, thetas, stats=stats, **SWEEP)
+    single = singles(c.network, c.case.X, c.case.y, thetas, **SWEEP)
+    return c, batch, single, stats
+
+
+def test_rodas4_is_fourth_order():
+    # y' = -y^2 + sin t: halving the step divides the error by 2^4.
+    def fun(t, y):
+        return -(y**2) + np.sin(t)[:, None]
+
+    def jac(t, y):
+        return (-2 * y)[:, :, None], np.cos(t)[:, None]
+
+    def solve(n):
+        t, y, h = np.zeros(1), np.ones((1, 1)), np.full(1, 1.0 / n)
+        for _ in range(n):
+            y = rodas4_step(fun, jac, t, y, fun(t, y), h, 1e-8, 1e-8)[0]
+            t = t + h
+        return y[0, 0]
+
+    reference = solve(640)
+    errors = [abs(solve(n) - reference) for n in (10, 20, 40)]
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(orders > 3.8), orders
+
+
+@pytest.mark.parametrize(
+    "net",
+    [fully_connected([3, 4, 2, 1], "relu"), convolutional(5, 2, 1), diagonal(3, 3)],
+    ids=["fc-relu-3", "conv-shared", "diag-3"],
+)
+def test_batched_margins_and_jacobian_match_single(net):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(4, net.input_dim))
+    y = np.array([1.0, -1.0, 1.0, 1.0])
+    thetas = rng.normal(size=(3, net.num_parameters))
+    q, J, _ = net.unchecked_margin_jacobians(thetas, X, y)
+    for b, th in enumerate(thetas):
+        q1, J1 = net.unchecked_margin_jacobian(th, X, y)
+        np.testing.assert_allclose(q[b], q1, rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(J[b], J1, rtol=1e-14, atol=1e-14)
+    # Positive weights and inputs: every neuron active and every margin positive,
+    # so phi . G > 0 and the far field and its Jacobian are finite everywhere.
+    X, thetas, y = np.abs(X), np.abs(thetas), np.ones(4)
+    bf = BatchField(net, X, y, "logistic", 3)
+    phis = thetas / np.linalg.norm(thetas, axis=1, keepdims=True)
+    s = np.array([0.5, 1.0, 1.5])
+    jac, _ = bf.log_norm_jacobian(np.arange(3), s, phis)
+    for b in range(3):
+        single = Field(net, X, y, "logistic").log_norm_jacobian(s[b], phis[b])
+        assert np.all(np.isfinite(single))
+        np.testing.assert_allclose(jac[b], single, rtol=1e-6, atol=1e-6)
+
+
+def test_thm32_batch_gives_the_single_runs_answers(thm32):
+    c, batch, single, stats = thm32
+    assert_same_answers(c.network, batch, single, direction_tol=DIRECTION_TOL)
+    # The construction's limit, neuron 2 zero: what the sweep's verdict reads.
+    np.testing.assert_allclose(batch[0].theta_tilde, c.limit, atol=1e-6)
+    assert stats["handoffs"] == 1 and stats["handoff_reasons"] == {"kink": 1}
+
+
+def test_thm32_batch_trajectories_are_trajectories(thm32):
+    _, batch, single, _ = thm32
+    for b, s in zip(batch, single):
+        if isinstance(s, Exception):
+            continue
+        assert b.phase[0] == "fit" and b.phase[-1] == "far"
+        assert np.all(np.diff(b.log_norms[b.phase.index("far") :]) > 0)
+        assert b.log_norm == pytest.approx(s.log_norm, abs=1.0)
+        assert b.steps["switch_log_norm"] == pytest.approx(
+            s.steps["switch_log_norm"], rel=1e-8
+        )
+    # Neuron 2 of the construction never moves: GF leaves it alone. Its drift is
+    # integration error against a neuron 1e-9 of ||theta|| (single run: 4e-7).
+    frozen = batch[0].thetas[:, [2, 3, 5]]
+    np.testing.assert_allclose(
+        frozen, np.broadcast_to(frozen[0], frozen.shape), rtol=1e-5
+    )
+
+
+def test_handoff_is_counted_and_returned_without_rerun():
+    c = get("thm3.2")
+    stats = {}
+    out = gradient_flows(
+        c.network, c.case.X, c.case.y, sweep_inits([0, 5]), handoff=False,
+        stats=stats, **SWEEP,
+    )  # fmt: skip
+    assert isinstance(out[0], HandoffRequired) and "kink" in str(out[0])
+    assert isinstance(out[1], StationaryPointError)
+    assert stats["handoffs"] == 1
+
+
+def test_comparison_fails_on_a_handoff_and_on_a_perturbed_field(monkeypatch, thm32):
+    c, _, single, _ = thm32
+    rows = [1, 2, 5]  # k = 6, 9, 0
+    thetas = np.vstack([c.case.theta0, sweep_inits(SWEEP_KS)])[rows]
+    expected = [single[r] for r in rows]
+    unfinished = gradient_flows(
+        c.network, c.case.X, c.case.y, thetas, handoff=False, **SWEEP
+    )
+    with pytest.raises(AssertionError, match="row 2: batch 'HandoffRequired'"):
+        assert_same_answers(c.network, unfinished, expected, direction_tol=1e-7)
+
+    # A sliding field that drifts along theta_0 ends somewhere else.
+    true_velocity = BatchField.sliding_velocity
+
+    def drifting(self, rows, phi, active):
+        v, failed = true_velocity(self, rows, phi, active)
+        return v + 1e-3 * np.eye(phi.shape[1])[0], failed
+
+    monkeypatch.setattr(BatchField, "sliding_velocity", drifting)
+    # (max_log_norm 30: the drifting direction never settles; give up early.)
+    broken = gradient_flows(
+        c.network, c.case.X, c.case.y, thetas[:2], max_log_norm=30.0, **SWEEP
+    )
+    gaps = answer_gaps(c.network, broken, expected[:2])
+    assert all(g["batch"] != "limit" or g["gap"] > 1e-4 for g in gaps), gaps
+    with pytest.raises(AssertionError, match="disagree on 2 of 2"):
+        assert_same_answers(c.network, broken, expected[:2], direction_tol=1e-7)
+
+
+def test_one_dataset_per_row_matches_single():
+    net = fully_connected([2, 3, 1], "linear")
+    rng = np.random.default_rng(7)
+    Xs = rng.normal(size=(3, 4, 2))
+    w = rng.normal(size=(3, 2))
+    ys = np.where(np.einsum("bnd,bd->bn", Xs, w) > 0, 1.0, -1.0)
+    thetas = rng.normal(size=(3, net.num_parameters))
+    batch = gradient_flows(net, Xs, ys, thetas, target_norm=1e4)
+    single = [
+        gradient_flow(net, Xs[b], ys[b], thetas[b], target_norm=1e4) for b in range(3)
+    ]
+    # Same clock end (log 1e4), so only integration error separates them.
+    assert_same_answers(net, batch, single, direction_tol=1e-7)
+    for b, s in zip(batch, single):
+        np.testing.assert_allclose(b.X, s.X)
+        assert b.log_norm == pytest.approx(s.log_norm)
+
+
+def test_bad_shapes_are_refused():
+    net = fully_connected([2, 3, 1], "linear")
+    with pytest.raises(ValueError, match="per-row datasets"):
+        gradient_flows(net, np.zeros((2, 4, 2)), np.ones((2, 4)), np.ones((3, 9)))
+    with pytest.raises(ValueError, match="rtol"):
+        gradient_flows(net, np.eye(2), np.ones(2), np.ones((1, 9)), rtol=1.0)
