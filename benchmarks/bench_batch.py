@@ -102,11 +102,11 @@ def answer(net, result):
     }
 
 
-def measure(mode, problem, runs, singles, seed):
+def measure(mode, problem, runs, singles, seed, count=4):
     problems = (
         thm32_problem(runs, seed)
         if problem == "thm3.2"
-        else random_problems(runs, seed)
+        else random_problems(runs, seed)[:count]
     )
     report = []
     for name, net, X, y, thetas in problems:
@@ -178,7 +178,7 @@ def compare(single, batch, tol):
     the single run's, taken from the subsample's mean over handed-off rows."""
     rows = []
     for s, b in zip(single["problems"], batch["problems"]):
-        same, worst, diffs = 0, 0.0, []
+        same, worst, diffs, gaps = 0, 0.0, [], []
         own_t, own_n, out_t, out_n = 0.0, 0, 0.0, 0
         for k, a in s["answers"].items():
             c = b["answers"][k]
@@ -189,6 +189,7 @@ def compare(single, batch, tol):
             ok = a["kind"] == c["kind"]
             if ok and a["kind"] == "limit":
                 gap = float(np.linalg.norm(np.subtract(a["direction"], c["direction"])))
+                gaps.append(gap)
                 worst = max(worst, gap)
                 ok = gap <= tol and a["zero_neurons"] == c["zero_neurons"]
             same += ok
@@ -230,6 +231,7 @@ def compare(single, batch, tol):
                 "batch_kinds": b["stats"]["kinds"],
                 "agree_on_batch_own_rows": f"{same}/{own_n}",
                 "worst_direction_gap": worst,
+                "median_direction_gap": float(np.median(gaps)) if gaps else None,
                 "disagreements": diffs[:10],
             }
         )
@@ -243,18 +245,19 @@ def main(argv=None):
     parser.add_argument("--singles", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tol", type=float, default=1e-6)
+    parser.add_argument("--problems", type=int, default=4, help="random nets to run")
     parser.add_argument("--mode", choices=("single", "batch"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help="write the JSON report here")
     args = parser.parse_args(argv)
     if args.mode:
         print(json.dumps(measure(args.mode, args.problem, args.runs, args.singles,
-                                 args.seed)))  # fmt: skip
+                                 args.seed, args.problems)))  # fmt: skip
         return
     results = {}
     for mode in ("single", "batch"):
         cmd = [sys.executable, __file__, args.problem, "--runs", str(args.runs),
                "--singles", str(args.singles), "--seed", str(args.seed),
-               "--mode", mode]  # fmt: skip
+               "--problems", str(args.problems), "--mode", mode]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     table = compare(results["single"], results["batch"], args.tol)
@@ -267,6 +270,9 @@ def main(argv=None):
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text)
+        # Every answer of both modes, so the agreement can be audited row by row.
+        with open(args.out + ".raw", "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(results))
     print(text)
 
 

@@ -241,13 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sw.add_argument("theorem", choices=("thm3.2",), help="the sweep to run")
-    sw.add_argument("--runs", type=_count, default=100, help="number of inits")
-    sw.add_argument("--seed", type=_seed, default=0, help="base seed")
+    sw.add_argument("--runs", type=_count, help="number of inits (default 100)")
+    sw.add_argument("--seed", type=_seed, help="base seed (default 0)")
     sw.add_argument("--out", metavar="FILE.jsonl", help="append runs here; resume")
     sw.add_argument(
         "--shard",
         type=_shard,
-        default=(0, 1),
         metavar="I/N",
         help="run only the k with k %% N == I (split one seed across N machines)",
     )
@@ -338,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         type=_row_keys,
         metavar="KEYS",
-        help="comma-separated rows, e.g. C.1,2.1,4.3,5.1 (default: every row)",
+        help="comma-separated rows: keys (C.1,2.1,4.2.1), prefixes of keys (4.2) or "
+        "construction names (thm3.2) (default: every row)",
     )
     rp.add_argument(
         "--examples",
@@ -496,12 +496,24 @@ def _sweep(args) -> int:
     from invariants import sweep
 
     progress = None if args.quiet else sweep.print_progress
+    if args.summarize:
+        given = [f"--{name}" for name in ("runs", "seed", "out", "shard")
+                 if getattr(args, name) is not None]  # fmt: skip
+        if given:
+            raise _UsageError(
+                f"--summarize runs nothing, so {', '.join(given)} would be ignored; "
+                "drop them, or run the sweep first"
+            )
     try:
         if args.summarize:
             records = sweep.load(args.summarize)
         else:
             records = sweep.sweep(
-                args.runs, args.seed, args.out, progress=progress, shard=args.shard
+                100 if args.runs is None else args.runs,
+                args.seed or 0,
+                args.out,
+                progress=progress,
+                shard=args.shard or (0, 1),
             )
     except OSError as exc:
         where = exc.filename or args.out

@@ -78,11 +78,11 @@ def run(k: int, seed: int, *, direction_tol: float = 1e-9) -> dict:
         )
     except StationaryPointError as exc:
         # GF itself never passes the loss threshold: Theorem 2.1 does not apply.
-        record.update(verdict="no fit", reason=str(exc)[:300])
+        record.update(verdict="no fit", reason=str(exc))
         record["seconds"] = time.perf_counter() - started
         return record
     except FlowError as exc:
-        record.update(verdict="simulator failed", reason=str(exc)[:300])
+        record.update(verdict="simulator failed", reason=str(exc))
         record["seconds"] = time.perf_counter() - started
         return record
     theta = traj.theta_tilde
@@ -134,23 +134,33 @@ def sweep(
 def load(paths) -> list[dict]:
     """The runs recorded in the JSON-lines files `paths`, one per (seed, k): the
     union of a sweep split across machines, seeds or shards. A line that is not a
-    run (a file cut off mid-write) is an error naming the file and line."""
+    run (a file cut off mid-write, or another program's output) is an error naming
+    the file and line."""
     runs: dict[tuple[int, int], dict] = {}
     for path in map(Path, paths):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                key = (int(r["seed"]), int(r["k"]))
-                r["verdict"], r["in_proof_event"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(
-                    f"{path}:{number} is not a run of this sweep ({exc}); a line cut "
-                    "off by an interrupted write can be deleted and the run redone"
-                ) from None
-            runs[key] = r
+            if line.strip():
+                r = _run_record(line, f"{path}:{number}")
+                runs[(int(r["seed"]), int(r["k"]))] = r
     return [runs[key] for key in sorted(runs)]
+
+
+def _run_record(line: str, where: str) -> dict:
+    try:
+        r = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{where} is not JSON ({exc.msg}): a line cut off by an interrupted "
+            "write can be deleted and its run redone"
+        ) from None
+    fields = ("seed", "k", "verdict", "in_proof_event")
+    missing = [k for k in fields if k not in r] if isinstance(r, dict) else fields
+    if missing:
+        raise ValueError(
+            f"{where} is not a run of this sweep (missing {missing or 'fields'}): is "
+            "it the output of `python -m invariants sweep`?"
+        )
+    return r
 
 
 def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple:
@@ -169,7 +179,9 @@ def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple:
 def summary(records: list[dict]) -> dict:
     """Counts per verdict, the estimated probability of a non-local KKT limit with
     its 95% Wilson interval, and the proof's event: its closed-form probability, the
-    fraction of these inits in it, and how those runs ended."""
+    fraction of these inits in it, and how those runs ended. `gaps` counts, per
+    seed, the k missing below the largest one recorded (a shard left out of a
+    merge)."""
     n = len(records)
     counts: dict[str, int] = {}
     for r in records:
@@ -191,6 +203,20 @@ def summary(records: list[dict]) -> dict:
             for v in {r["verdict"] for r in in_event}
         },
         "undecided_note": "undecided runs prove nothing either way",
+        "gaps": _gaps(records),
+    }
+
+
+def _gaps(records: list[dict]) -> dict:
+    """Per seed, the k below its largest recorded k that have no run: a shard or a
+    machine whose file is missing from a merged summary."""
+    ks: dict[int, set[int]] = {}
+    for r in records:
+        ks.setdefault(int(r["seed"]), set()).add(int(r["k"]))
+    return {
+        seed: len(set(range(max(k))) - k)
+        for seed, k in sorted(ks.items())
+        if len(k) < max(k) + 1
     }
 
 

@@ -98,7 +98,7 @@ class Row:
 
     @property
     def id(self) -> str:
-        return f"{self.entry}: {self.bad}"
+        return f"{self.entry}:{self.bad.replace(' ', '-')}"
 
 
 def _checkers(X, y, theta):

@@ -122,6 +122,21 @@ def test_residual_respects_the_layer_balance_bound(case, c):
     )
 
 
+@given(separating_cases, st.sampled_from([1e-3, 1e3]))
+def test_residual_does_not_depend_on_the_data_scale(case, c):
+    """X -> c X moves theta~ to c^(-1/m) theta~ and every margin gradient with it,
+    so the residual, relative to ||theta~||, is the same number; an absolute one
+    would change by the factor c^(-1/m)."""
+    net, X, y, theta = case.network, case.X, case.y, case.theta0
+    here = kkt_point(net, X, y, theta)
+    there = kkt_point(net, c * X, y, theta)
+    note(f"residuals {here.residual!r} and {there.residual!r}")
+    size = np.linalg.norm(there.theta_tilde) / np.linalg.norm(here.theta_tilde)
+    assert size == pytest.approx(c ** (-1 / net.depth), rel=1e-9)
+    # Both are rounding-level at an exact KKT point: compare above that floor.
+    assert there.residual == pytest.approx(here.residual, rel=1e-6, abs=1e-12)
+
+
 def test_rescale_puts_the_smallest_margin_at_one():
     c = get("lemmaC.6")
     theta = rescale(c.network, c.case.X, c.case.y, 7.0 * c.limit)

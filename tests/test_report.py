@@ -142,3 +142,14 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, args, message):
     result = run_cli("report", *(a.format(file=file) for a in args))
     assert_one_error_line(result, 2)
     assert message in result.stderr
+
+
+def test_rows_are_selected_by_key_prefix_or_construction():
+    from invariants.report.rows import select
+
+    assert [r.key for r in select(["4.2"])] == ["4.2.1", "4.2.2"]
+    assert [r.key for r in select(["5.4"])] == ["5.4", "5.4-not-global"]
+    assert [r.key for r in select(["thm3.2", "C.1"])] == ["C.1", "3.2"]
+    assert [r.key for r in select(["thm5.1-m4-relu"])] == ["5.1"]
+    with pytest.raises(ValueError, match="unknown row.*4.9"):
+        select(["4.9"])

@@ -99,7 +99,7 @@ def test_a_run_cut_off_mid_write_is_named(tmp_path):
     path.write_text(
         '{"k": 0, "seed": 1, "verdict": "no fit", "in_proof_event": false}\n{"k":'
     )
-    with pytest.raises(ValueError, match=r"runs.jsonl:2 is not a run"):
+    with pytest.raises(ValueError, match=r"runs.jsonl:2 is not JSON"):
         sweep.load([path])
     with pytest.raises(ValueError, match="shard"):
         sweep.sweep(4, seed=0, shard=(2, 2))

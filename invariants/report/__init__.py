@@ -86,6 +86,10 @@ def write_report(
     report = render.Report(
         outcomes, examples, seed, versions(with_figures), command=command
     )
+    # Figures of an earlier run into the same directory would sit next to this
+    # run's pages as if they belonged to it; every PNG there is ours.
+    for stale in (out / "figures").glob("*.png"):
+        stale.unlink()
     if with_figures:
         _draw(report, out / "figures")
     else:

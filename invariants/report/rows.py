@@ -74,17 +74,32 @@ KEYS = tuple(r.key for r in ROWS)
 
 
 def select(only) -> tuple[Row, ...]:
-    """The rows named in `only` (keys, in the paper's order), or every row.
-    ValueError naming the unknown keys and listing the known ones."""
+    """The rows named in `only`, in the paper's order, or every row. A name is a
+    row's key ("4.2.1"), the start of keys ("4.2" selects 4.2.1 and 4.2.2; "5.4"
+    also selects 5.4-not-global), or a construction of `invariants.cases`
+    ("thm3.2"). ValueError naming the unknown names and listing the keys."""
     if not only:
         return ROWS
-    wanted = set(only)
-    unknown = sorted(wanted - set(KEYS))
+    chosen, unknown = set(), []
+    for name in only:
+        hits = {r.key for r in ROWS if _names(r, name)}
+        chosen |= hits
+        if not hits:
+            unknown.append(name)
     if unknown:
         raise ValueError(
-            f"unknown row(s) {', '.join(unknown)}; the rows are {', '.join(KEYS)}"
+            f"unknown row(s) {', '.join(unknown)}; the rows are {', '.join(KEYS)} "
+            "(a prefix such as 4.2, or a construction name such as thm3.2, also works)"
         )
-    return tuple(r for r in ROWS if r.key in wanted)
+    return tuple(r for r in ROWS if r.key in chosen)
+
+
+def _names(row: Row, name: str) -> bool:
+    return (
+        row.key == name
+        or row.key.startswith((name + ".", name + "-"))
+        or name in row.constructions
+    )
 
 
 def run_row(row: Row, *, examples: int, seed: int) -> o.Outcome:
