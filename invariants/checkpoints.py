@@ -234,8 +234,8 @@ def _validate_times(times, K: int) -> np.ndarray | None:
     if np.any(steps <= 0):
         k = int(np.flatnonzero(steps <= 0)[0])
         raise CheckpointError(
-            f"'times' must be strictly increasing; times[{k}] = {t[k]!r} >= "
-            f"times[{k + 1}] = {t[k + 1]!r}"
+            f"'times' must be strictly increasing; times[{k}] = {float(t[k])!r} >= "
+            f"times[{k + 1}] = {float(t[k + 1])!r}"
         )
     return t
 

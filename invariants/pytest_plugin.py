@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,13 @@ class ConformanceSession:
     repro_dir: Path
     hypothesis_seed: int | str | None = None
     case_seed: int | str | None = None
+    # Case files named by failure reports (path -> JSON), written once the test's
+    # failure is final (see pytest_runtest_makereport).
+    pending_cases: dict[str, str] = field(default_factory=dict)
 
+
+# Where Hypothesis' pytest plugin (6.x) keeps the patch of a failing example.
+_HYPOTHESIS_PATCH_KEY = "_hypothesis_failing_examples"
 
 _SESSION: ConformanceSession | None = None
 _SESSION_KEY = pytest.StashKey[ConformanceSession]()
@@ -140,6 +146,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"margin-invariants --trainer: {exc}") from None
     except ValueError as exc:
         raise pytest.UsageError(f"margin-invariants: {exc}") from None
+    if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        # Hypothesis' caches (and any file it writes) go beside the reproductions,
+        # not into a .hypothesis/ of the user's project.
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        set_hypothesis_home_dir(session.repro_dir / "hypothesis")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and _SEED_KEY in workerinput:
         session.case_seed = workerinput[_SEED_KEY]
@@ -183,10 +195,21 @@ def _families(config: pytest.Config) -> tuple[str, ...]:
 
 
 def _repro_dir(config: pytest.Config) -> Path:
+    """The reproduction directory, created and checked now: a bad one is a usage
+    error, not a crash that hides the failure it should have reproduced."""
     value = config.getoption("margin_repro_dir", None)
-    if value is None:
-        return Path(tempfile.gettempdir()) / "margin-invariants"
-    return Path(value)
+    path = Path(tempfile.gettempdir()) / "margin-invariants" if value is None else None
+    path = path or Path(value)
+    name = f"--margin-repro-dir={str(path)!r}"
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} is a file; name a directory (it is created)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{name} cannot be created: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} is not writable")
+    return path
 
 
 def case_seed():
@@ -212,6 +235,42 @@ def pytest_configure_node(node) -> None:
     """xdist (controller): every worker draws the same cases."""
     if _SESSION is not None:
         node.workerinput[_SEED_KEY] = case_seed()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Outermost, so after Hypothesis' own hook: write the case files that the final
+    failure report names, and drop Hypothesis' patch for the installed test module,
+    which a user of the conformance mode cannot apply."""
+    report = yield
+    session = _SESSION
+    module = getattr(getattr(item, "module", None), "__name__", "")
+    if session is None or not module.startswith("invariants.conformance."):
+        return report
+    report.__dict__.pop(_HYPOTHESIS_PATCH_KEY, None)
+    if report.failed and session.pending_cases:
+        text = str(report.longrepr)
+        for path, case_json in session.pending_cases.items():
+            if path in text:
+                _write_case(report, Path(path), case_json)
+    if call.when == "call":
+        session.pending_cases.clear()
+    return report
+
+
+def _write_case(report, path: Path, case_json: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(case_json, encoding="utf-8")
+    except OSError as exc:
+        # Never replace the property's failure: give the case inline instead.
+        report.sections.append(
+            (
+                "margin-invariants reproduction",
+                f"could not write {path} ({exc}); the case, to save as that file:\n"
+                + case_json,
+            )
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

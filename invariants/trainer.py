@@ -21,8 +21,10 @@ Another project runs this suite's properties against its own trainer with
   the problem (`TrainerError`); raising `Unsupported` declines a case instead.
 - It declares what it claims, with `declare` (or a `Claims` attribute named
   ``margin_invariants_claims``): the exact gradient flow, or gradient descent with
-  step size eta (then it returns every iterate, so that the balance bound below can
-  be computed from its output), and optionally ``direction_tol``: it kept going until
+  step size eta (then it returns every iterate, so that every step can be checked
+  against -eta grad L of the declared loss and the balance bound below computed from
+  its output; ``fixed_step=False`` for an adaptive or clipped step eta_k in
+  (0, eta]), and optionally ``direction_tol``: it kept going until
   theta/||theta|| moved by less than that per unit of log||theta||. The properties
   that need a converged direction run only on a trainer that claims one.
 
@@ -34,7 +36,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,12 +113,31 @@ class Claims:
     - ``balance_tol``: a flow's relative drift allowance for Lemmas C.1-C.3 when its
       integrator is looser than the library's (default: `balance.default_rtol` of
       the returned dtype). Gradient descent's allowance is derived from its steps.
+    - ``fixed_step``: gradient descent only. True (default): every step is
+      theta_{k+1} = theta_k - eta grad L(theta_k) with eta = step_size. False: an
+      adaptive or clipped step, eta_k in (0, step_size] (``step_size`` is then the
+      largest step length factor the trainer ever uses).
     """
 
     method: str
     step_size: float | None = None
     direction_tol: float | None = None
     balance_tol: float | None = None
+    fixed_step: bool = True
+
+    @classmethod
+    def from_mapping(cls, claims: dict, where: str) -> Claims:
+        """Claims from keyword arguments; TrainerSpecError naming an unknown key."""
+        valid = [f.name for f in fields(cls)]
+        unknown = [key for key in claims if key not in valid]
+        if unknown:
+            raise TrainerSpecError(
+                f"{where}: unknown claim {unknown[0]!r}; the claims are "
+                f"{', '.join(valid)}"
+            )
+        if "method" not in claims:
+            raise TrainerSpecError(f"{where}: the claim 'method' is required")
+        return cls(**claims)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -132,10 +154,19 @@ class Claims:
                     "balance_tol is derived from gradient descent's own steps; "
                     "do not declare it"
                 )
+            if not isinstance(self.fixed_step, bool):
+                raise TrainerSpecError(
+                    f"fixed_step={self.fixed_step!r} must be True or False"
+                )
         elif self.step_size is not None:
             raise TrainerSpecError(
                 f"step_size={self.step_size!r} is for gradient_descent; a "
                 "gradient_flow trainer has none"
+            )
+        elif self.fixed_step is not True:
+            raise TrainerSpecError(
+                f"fixed_step={self.fixed_step!r} is for gradient_descent; a "
+                "gradient_flow trainer takes no steps"
             )
         if self.direction_tol is not None and not (
             _positive(self.direction_tol) and self.direction_tol <= MAX_DIRECTION_TOL
@@ -154,6 +185,8 @@ class Claims:
     def describe(self) -> str:
         if self.method == "gradient_descent":
             text = f"gradient descent, step {self.step_size:g}"
+            if not self.fixed_step:
+                text = f"gradient descent, adaptive step <= {self.step_size:g}"
         else:
             text = "gradient flow"
             if self.balance_tol is not None:
@@ -165,7 +198,7 @@ class Claims:
 
 def declare(**claims: Any):
     """Decorator attaching `Claims(**claims)` to a trainer function."""
-    declared = Claims(**claims)
+    declared = Claims.from_mapping(claims, "declare()")
 
     def attach(trainer):
         setattr(trainer, CLAIMS_ATTRIBUTE, declared)
@@ -239,7 +272,7 @@ def load_trainer(spec: str) -> LoadedTrainer:
             "'gradient_descent', ...)"
         )
     if isinstance(claims, dict):
-        claims = Claims(**claims)
+        claims = Claims.from_mapping(claims, f"{spec!r}.{CLAIMS_ATTRIBUTE}")
     if not isinstance(claims, Claims):
         raise TrainerSpecError(
             f"{spec!r}.{CLAIMS_ATTRIBUTE} must be an invariants.trainer.Claims, got "
@@ -289,12 +322,18 @@ def validate_output(output, case: Case, trainer: LoadedTrainer, budget: Budget):
             f"{who} returned {type(thetas).__name__} {thetas!r:.40} for 'thetas'; "
             "expected a (K, P) array of parameter vectors"
         )
+    if isinstance(thetas, Iterator):
+        raise TrainerError(
+            f"{who} returned a generator/iterator ({type(thetas).__name__}) for "
+            "'thetas': return a list or array, which can be read more than once"
+        )
     try:
         arr = np.asarray(thetas)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # any array-like's __array__ (a tensor with grad, ...)
         raise TrainerError(
-            f"{who} returned 'thetas' that is not a (K, P) array: {_one_line(exc)}"
-        ) from None
+            f"{who} returned 'thetas' of type {type(thetas).__name__} that does not "
+            f"convert to a (K, P) array: {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
     if arr.size == 0:
         raise TrainerError(
             f"{who} returned an empty trajectory (shape {arr.shape}); it must hold "
@@ -310,8 +349,10 @@ def validate_output(output, case: Case, trainer: LoadedTrainer, budget: Budget):
     first, theta0 = checkpoints.thetas[0], case.theta0
     slack = 8 * np.finfo(checkpoints.dtype).eps * max(1.0, np.linalg.norm(theta0))
     if not np.linalg.norm(first - theta0) <= slack:
+        # Integers are accepted (as floats), but a trainer that rounds loses theta0.
+        kind = "" if arr.dtype.kind == "f" else f" (its dtype is {arr.dtype})"
         raise TrainerError(
-            f"{who} returned a trajectory that does not start at theta0: "
+            f"{who} returned a trajectory that does not start at theta0{kind}: "
             f"||thetas[0] - theta0|| = {np.linalg.norm(first - theta0):.3e}"
         )
     steps = len(checkpoints.thetas) - 1
@@ -328,11 +369,17 @@ def _unpack(output, who: str):
     if isinstance(output, dict):
         if "thetas" not in output:
             raise TrainerError(
-                f"{who} returned a mapping without 'thetas' (keys: {sorted(output)})"
+                f"{who} returned a mapping without 'thetas' (keys: "
+                f"{', '.join(map(repr, output))})"
             )
         return output["thetas"], output.get("times")
     if hasattr(output, "thetas"):
         return output.thetas, getattr(output, "times", None)
+    if isinstance(output, Iterator):
+        raise TrainerError(
+            f"{who} returned a generator/iterator ({type(output).__name__}): return "
+            "a list or array of the parameter vectors"
+        )
     return output, None
 
 

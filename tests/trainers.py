@@ -15,6 +15,9 @@ subprocess runs (tests/test_conformance.py):
   is taken from one of its uses (the last one written wins) instead of summed over
   all of them. Identical to `gd` on networks without sharing; on a convolutional or
   weight-sharing network it breaks Lemma C.2, and the suite must say so.
+- `wrong_loss` (the other loss's derivative), `ten_times_the_step` (steps 10 x the
+  declared step_size): balance and loss decrease hold, the update property fails.
+  `clipped`: adaptive steps declared with ``fixed_step=False``; passes.
 - `nan_trainer`, `wrong_shape`, `not_an_array`, `empty`, `ignores_theta0`: trainers
   whose output is malformed, for the validation messages.
 """
@@ -55,7 +58,15 @@ def ours(problem):
     return {"thetas": traj.thetas}
 
 
-def _descend(problem, margin_jacobian, steps: int = GD_STEPS, theta0=None):
+def _descend(
+    problem,
+    margin_jacobian,
+    steps: int = GD_STEPS,
+    theta0=None,
+    *,
+    loss=None,
+    step=GD_STEP,
+):
     q0 = problem.network.margins(problem.theta0, problem.X, problem.y)
     if log_loss(q0, problem.loss) >= log_loss_threshold(problem.loss):
         # A fixed step is a descent step only where eta < 2 / (local smoothness);
@@ -67,7 +78,8 @@ def _descend(problem, margin_jacobian, steps: int = GD_STEPS, theta0=None):
     for _ in range(min(steps, problem.budget.max_steps)):
         q, J = margin_jacobian(theta)
         # -grad L = sum_i -l'(q_i) grad q_i; -l' from its log, which cannot overflow.
-        theta = theta + GD_STEP * (np.exp(log_neg_derivative(q, problem.loss)) @ J)
+        weights = np.exp(log_neg_derivative(q, loss or problem.loss))
+        theta = theta + step * (weights @ J)
         saved.append(theta.copy())
         if np.linalg.norm(theta) >= problem.budget.target_norm:
             break
@@ -78,6 +90,34 @@ def _descend(problem, margin_jacobian, steps: int = GD_STEPS, theta0=None):
 def gd(problem):
     net, X, y = problem.network, problem.X, problem.y
     return _descend(problem, lambda theta: net.margin_jacobian(theta, X, y))
+
+
+OTHER_LOSS = {"exponential": "logistic", "logistic": "exponential"}
+
+
+@declare(method="gradient_descent", step_size=GD_STEP)
+def wrong_loss(problem):
+    """The other loss's derivative: the bug balance and loss decrease cannot see."""
+    return _descend(problem, _exact(problem), loss=OTHER_LOSS[problem.loss])
+
+
+@declare(method="gradient_descent", step_size=GD_STEP)
+def ten_times_the_step(problem):
+    return _descend(problem, _exact(problem), steps=40, step=10 * GD_STEP)
+
+
+@declare(method="gradient_descent", step_size=GD_STEP, fixed_step=False)
+def clipped(problem):
+    """Steps of length at most GD_STEP: eta_k = GD_STEP / max(1, ||grad L||)."""
+    net, X, y = problem.network, problem.X, problem.y
+    theta = problem.theta0.copy()
+    saved = [theta]
+    for _ in range(50):
+        q, J = net.margin_jacobian(theta, X, y)
+        grad = -np.exp(log_neg_derivative(q, problem.loss)) @ J
+        theta = theta - GD_STEP / max(1.0, float(np.linalg.norm(grad))) * grad
+        saved.append(theta)
+    return saved
 
 
 def _unshared(network: Network):

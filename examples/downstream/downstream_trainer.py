@@ -72,13 +72,16 @@ def train(
     return path
 
 
-@declare(method="gradient_descent", step_size=LEARNING_RATE)
+# The step is clipped (eta_k = lr / max(1, ||grad L||)), so it claims an adaptive
+# step no larger than lr, not a fixed one.
+@declare(method="gradient_descent", step_size=LEARNING_RATE, fixed_step=False)
 def gate(problem: TrainingProblem) -> list[np.ndarray]:
     """`train` under the conformance protocol: every iterate of GATE_STEPS steps.
 
-    It claims gradient descent, not a converged direction, so the conformance suite
-    checks balancedness (against the bound its own steps imply) and loss decrease,
-    and says why it skips the limit's KKT point and certificate.
+    It claims gradient descent with a clipped step, not a converged direction, so
+    the conformance suite checks that every step is -eta_k grad L with
+    0 < eta_k <= lr, balancedness (against the bound its own steps imply) and loss
+    decrease, and says why it skips the limit's KKT point and certificate.
     """
     steps = min(GATE_STEPS, problem.budget.max_steps)
     return train(

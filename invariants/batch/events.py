@@ -14,26 +14,38 @@ from __future__ import annotations
 import numpy as np
 
 from invariants import kinks as kinkmod
+from invariants.batch import pins as pins_mod
 from invariants.field import Field
 
-__all__ = ["EVENT", "KINK", "screen"]
+__all__ = ["EVENT", "KINK", "RELEASE", "screen"]
 
-EVENT, KINK = 0, 1
+EVENT, KINK, RELEASE = 0, 1, 2
 # As `invariants.driver.NEAR_TOL`.
 NEAR_TOL = 1e-9
 MIN_FRACTION = 1e-6
 
 
-def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden):
-    """For accepted steps of rows `idx`: returns (keep, fire, z1) where `keep`
-    marks steps that stand (not taken again, not handed off), `fire` those whose
-    phase event happens at their end, and z1 the pre-activations to compare the
-    next step against (0 for a kink just crossed, so its sign change is not seen
-    twice). `velocity(row, t, state, slopes)` is the phase's single-run field."""
-    z0 = rows.z[idx]
+def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
+    """For accepted steps of rows `idx`: returns (keep, fire, z1, changed) where
+    `keep` marks steps that stand (not taken again, not handed off), `fire` those
+    whose phase event happens at their end, z1 the pre-activations to compare the
+    next step against (0 for a kink just crossed, released or pinned, so its sign
+    change is not seen twice) and `changed` the rows that pinned or released a kink
+    at the step's end (their field there must be evaluated again).
+    `velocity(row, t, state, slopes)` is the phase's single-run field; `alpha`,
+    (slopes at the step's start, at its end) for the rows' pinned kinks, is given
+    by the phases that pin (see `invariants.batch.pins`)."""
+    pins = rows.pins
+    z0 = rows.z[idx].copy()
     z1, scale = hidden
     z1 = z1.copy()
     net = rows.fld.network
+    slot = pins.slot[idx]
+    for k in range(slot.shape[1]):
+        # A pinned kink is not watched: it sits at zero, either side by rounding.
+        b = np.flatnonzero(slot[:, k] >= 0)
+        z0[b, slot[b, k]] = 0.0
+        z1[b, slot[b, k]] = 0.0
     relu = net.activation == "relu" and net.depth >= 2 and z1.shape[1] > 0
     if relu:
         flipped = (np.sign(z0) != np.sign(z1)) & (z0 != 0)
@@ -45,61 +57,112 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden):
         frac_kink = np.full(idx.size, np.inf)
     with np.errstate(all="ignore"):
         frac_event = np.where(crossed, g0 / (g0 - g1), np.inf)
+    # A pinned kink's slope leaving [0, 1]: the secant estimate of where it does.
+    frac_rel = np.full(idx.size, np.inf)
+    leaving = np.zeros(slot.shape, bool)
+    if alpha is not None:
+        a0, a1 = alpha
+        leaving = (slot >= 0) & ~(
+            (a1 >= -pins_mod.RELEASE_TOL) & (a1 <= 1 + pins_mod.RELEASE_TOL)
+        )
+        bound = np.where(a1 < 0.5, 0.0, 1.0)
+        with np.errstate(all="ignore"):
+            fr = np.where(leaving, (a0 - bound) / (a0 - a1), np.inf)
+        fr = np.where(leaving & ~np.isfinite(fr), MIN_FRACTION, fr)
+        frac_rel = fr.min(axis=1)
+    released = np.isfinite(frac_rel)
     landing = rows.landing[idx]
     kind = rows.land_kind[idx]
 
     # 1. A crossing inside a free step: take the step again, up to the first one.
-    redo = ~landing & (crossed | np.isfinite(frac_kink))
-    frac = np.clip(np.nan_to_num(np.minimum(frac_event, frac_kink)), MIN_FRACTION, 1)
+    first = np.minimum(np.minimum(frac_event, frac_kink), frac_rel)
+    redo = ~landing & np.isfinite(first)
+    frac = np.clip(np.nan_to_num(first), MIN_FRACTION, 1)
     sel = idx[redo]
     rows.h[sel] = frac[redo] * h[redo]
     rows.landing[sel] = True
-    rows.land_kind[sel] = np.where(frac_kink < frac_event, KINK, EVENT)[redo]
+    what = np.where(
+        frac_rel <= np.minimum(frac_event, frac_kink),
+        RELEASE,
+        np.where(frac_kink < frac_event, KINK, EVENT),
+    )
+    rows.land_kind[sel] = what[redo]
     rows.landing[idx[landing]] = False
 
-    # 2. Landed: the event fires, or the kink is crossed or handed off.
+    # 2. Landed: the event fires, the kink is crossed, pinned or handed off, the
+    # pinned kink released.
     fire = landing & ((kind == EVENT) | crossed)
     handed = np.zeros(idx.size, bool)
+    changed = np.zeros(idx.size, bool)
     bad = landing & (kind == EVENT) & np.isfinite(frac_kink)
+    bad |= landing & (kind != RELEASE) & released
     handed |= bad  # a kink between the step's start and its event
+    for k in np.flatnonzero(landing & (kind == RELEASE) & ~bad):
+        r = idx[k]
+        # The secant may land a hair short of the bound: release the first anyway.
+        out = np.flatnonzero(leaving[k]) if leaving[k].any() else []
+        if not len(out):
+            gap = np.where(slot[k] >= 0, np.minimum(
+                np.abs(a1[k]), np.abs(1.0 - a1[k])), np.inf)  # fmt: skip
+            out = [int(np.argmin(gap))]
+        for s_ in out:
+            j = pins.release(r, s_)
+            z1[k, j] = 0.0
+        changed[k] = True
     check = (landing & (kind == KINK)) | (~landing & ~redo & near.any(axis=1))
     for k in np.flatnonzero(check & ~bad):
         js = np.flatnonzero(flipped[k] | near[k])
         r = idx[k]
-        if _attracting(rows, r, velocity, t0[k] + h[k], y1[k], js):
+        pinned = pins.pinned(r)
+        if alpha is not None:
+            pinned = (pinned[0], alpha[1][k][slot[k] >= 0])
+        pulled = _attracting(rows, r, velocity, t0[k] + h[k], y1[k], js, pinned)
+        if pulled is None or len(pulled) > 1:
             handed[k] = True
+        elif pulled:
+            if alpha is None or not pins.can_pin(r, pulled[0]):
+                handed[k] = True
+                continue
+            pins.pin(r, pulled[0])
+            z1[k, js] = 0.0
+            rows.crossings[r] += int(len(js) > 1)
+            changed[k] = True
         else:
             rows.crossings[r] += int(flipped[k].any() or landing[k])
             z1[k, js] = 0.0
     rows.hand_off(idx[handed], "kink")
-    return ~redo & ~handed, fire & ~handed, z1
+    return ~redo & ~handed, fire & ~handed, z1, changed & ~handed
 
 
-def _attracting(rows, r, velocity, t, state, js) -> bool:
-    """Whether GF is pushed onto any of the kinks `js` from both sides at `state`
-    (`invariants.driver._attracting` with nothing pinned)."""
+def _attracting(rows, r, velocity, t, state, js, pinned=((), ())):
+    """Which of the kinks `js` GF is pushed onto from both sides at `state`, the
+    row's pinned kinks at their slopes (`invariants.driver._attracting`); None
+    when the field cannot be evaluated there."""
     net = rows.fld.network
     fld = rows.single_field(r)
     before = fld.jacobian_evaluations
+    held, alpha = list(pinned[0]), np.asarray(pinned[1], float)
+    slopes = dict(zip(held, alpha)) if held else None
+    pulled = []
     try:
-        v = velocity(fld, r, t, state, None)
+        v = velocity(fld, r, t, state, slopes)
         for j in js:
             kink = rows.kinks[j]
 
             def vel(st, sl, fld=fld):
                 return velocity(fld, r, t, st, sl)
 
-            below, above = kinkmod.crossing(net, fld.X, state, [], [], kink, vel)
-            _, Dz = net.preactivation_gradients(state, fld.X, [kink], None)
+            below, above = kinkmod.crossing(net, fld.X, state, held, alpha, kink, vel)
+            _, Dz = net.preactivation_gradients(state, fld.X, [kink], slopes)
             tiny = 1e-12 * float(np.linalg.norm(Dz) * np.linalg.norm(v))
             holds = below > -tiny and above < tiny
-            if not np.isfinite(below + above) or (
-                holds and (below > tiny or above < -tiny)
-            ):
-                return True
-        return False
+            if not np.isfinite(below + above):
+                return None
+            if holds and (below > tiny or above < -tiny):
+                pulled.append(int(j))
+        return pulled
     except Exception:  # noqa: BLE001 - the single run will say what it is
-        return True
+        return None
     finally:
         rows.fld.evaluations[r] += fld.jacobian_evaluations - before
 

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.special import expit, logsumexp, softmax
 
 from invariants.field import BOUNDARY_LAYER, LEAVE_TOL, STATIONARY_TOL
+from invariants.kinks import KAPPA
 from invariants.ldp import least_distance
 from invariants.losses import _log_terms, log_neg_derivative
 
@@ -37,6 +38,30 @@ class BatchField:
         self.per_row = self.X.ndim == 3
         self.evaluations = np.zeros(batch, dtype=np.int64)
         self.columns = np.zeros(batch, dtype=np.int64)  # of difference Jacobians
+        self.pins = None  # `invariants.batch.pins.Pins`, set by the runner
+
+    def _held(self, rows):
+        if self.pins is None:
+            return np.zeros(len(rows), bool)
+        return self.pins.held(rows)
+
+    def _pinned(self, rows, thetas, p, J, z, rhs_of):
+        """Solve the held rows' slopes (see `invariants.batch.pins`): J with them
+        (in place), G = J^T p, dG/dalpha (b, K, P), D (b, K, P)."""
+        pins = self.pins
+        valid, j, D, E, samples = pins.parts(rows, thetas)
+        pins.at_zero(J, z, valid, j, E, samples)
+        G0 = np.einsum("bn,bnp->bp", p, J)
+        zk = np.take_along_axis(z, j, 1) * valid
+        with np.errstate(all="ignore"):
+            alpha, G, Fa, singular = pins.solve(
+                p, samples, valid, D, E, G0, lambda G: rhs_of(G, zk)
+            )
+        pins.add_slopes(J, valid, E, samples, alpha)
+        pins.alpha[rows] = np.where(valid, alpha, 0.0)
+        pins.singular[rows[singular]] = True
+        G[singular] = np.nan
+        return G, Fa, D
 
     def data(self, rows):
         if self.per_row:
@@ -65,8 +90,18 @@ class BatchField:
     def unit_velocity(self, rows, thetas):
         """F / ||F|| per row, and whether the row is stationary (the single run's
         StationaryPointError test); a stationary row gets a finite velocity."""
-        q, J, _ = self._counted(rows, thetas)
-        F = np.einsum("bn,bnp->bp", self.weights(q), J)
+        q, J, (z, _) = self._counted(rows, thetas)
+        w = self.weights(q)
+        F = np.einsum("bn,bnp->bp", w, J)
+        held = self._held(rows)
+        if held.any():
+            # Pinned: D . F / ||F|| = -KAPPA z per unit of arc length.
+            Jh = J[held]
+            F[held] = self._pinned(
+                rows[held], thetas[held], w[held], Jh, z[held],
+                lambda G, zk: -KAPPA * zk * np.linalg.norm(G, axis=1)[:, None],
+            )[0]  # fmt: skip
+            J[held] = Jh
         norm = np.linalg.norm(F, axis=1)
         scale = np.linalg.norm(J, axis=(1, 2))
         stationary = ~(norm > STATIONARY_TOL * scale)
@@ -74,15 +109,33 @@ class BatchField:
 
     # -- far: s = log||theta|| ---------------------------------------------------
 
-    def _log_norm_parts(self, s, phi, q, J):
+    def _log_norm_parts(self, s, phi, q, J, rows=None, z=None):
+        """K, p, G; with rows and z, the held rows' slopes are solved, J gets them
+        (in place) and the pinned parts (held mask, dG/dalpha, D) come back too."""
         K = np.exp(self.m * s)
         p = self.weights(K[:, None] * q)
         G = np.einsum("bn,bnp->bp", p, J)
-        return K, p, G
+        if rows is None:
+            return K, p, G
+        held = self._held(rows)
+        pinned = (held, None, None)
+        if held.any():
+            # Pinned: D . (c G - phi) + KAPPA z = 0, and D . phi = z at depth 2.
+            ph, Jh = phi[held], J[held]
+            pp = np.einsum("bp,bp->b", ph, ph)
+
+            def rhs(G, zk):
+                c = pp / np.einsum("bp,bp->b", ph, G)
+                return (1.0 - KAPPA) * zk / c[:, None]
+
+            G[held], Fa, D = self._pinned(rows[held], ph, p[held], Jh, z[held], rhs)
+            J[held] = Jh
+            pinned = (held, Fa, D)
+        return K, p, G, pinned
 
     def log_norm_velocity(self, rows, s, phi):
-        q, J, _ = self._counted(rows, phi)
-        _, _, G = self._log_norm_parts(s, phi, q, J)
+        q, J, (z, _) = self._counted(rows, phi)
+        _, _, G, _ = self._log_norm_parts(s, phi, q, J, rows, z)
         c = np.einsum("bp,bp->b", phi, phi) / np.einsum("bp,bp->b", phi, G)
         return c[:, None] * G - phi
 
@@ -90,8 +143,8 @@ class BatchField:
         """d v / d phi (B, P, P) and d v / d s (B, P). The stiff parts are exact, the
         curvature sum_i p_i Hess q_i a forward difference of J^T p, p frozen."""
         B, P = phi.shape
-        q, J, _ = self._counted(rows, phi)
-        K, p, G = self._log_norm_parts(s, phi, q, J)
+        q, J, (zh, _) = self._counted(rows, phi)
+        K, p, G, (held, Fa, D) = self._log_norm_parts(s, phi, q, J, rows, zh)
         z = K[:, None] * q
         slope = -expit(z) if self.loss == "logistic" else -np.ones_like(z)
         # d p / d z = diag(p) - p p^T, applied to dz/dphi and dz/ds.
@@ -106,7 +159,15 @@ class BatchField:
         shifted = phi[:, None] + h[:, None, None] * np.eye(P)[None]
         rep = np.repeat(rows, P)
         np.add.at(self.columns, rep, 1)
-        _, Jk, _ = self._counted(rep, shifted.reshape(-1, P))
+        _, Jk, (zk, _) = self._counted(rep, shifted.reshape(-1, P))
+        held_k = np.repeat(held, P)
+        if held_k.any():
+            # The slopes frozen at phi, as the single run's difference does.
+            pins, Jhk = self.pins, Jk[held_k]
+            valid, j, _, E, samples = pins.parts(rep[held_k], shifted.reshape(-1, P)[held_k])
+            pins.at_zero(Jhk, zk[held_k], valid, j, E, samples)
+            pins.add_slopes(Jhk, valid, E, samples, pins.alpha[rep[held_k]])
+            Jk[held_k] = Jhk
         Gk = np.einsum("bn,bknp->bkp", p, Jk.reshape(B, P, *J.shape[1:]))
         dG += np.swapaxes(Gk - G[:, None, :], 1, 2) / h[:, None, None]
 
@@ -118,7 +179,31 @@ class BatchField:
         )
         jac = c[:, None, None] * dG + G[:, :, None] * dc[:, None, :] - np.eye(P)
         dcs = -(pp / a**2) * np.einsum("bp,bp->b", phi, Gs)
-        return jac, c[:, None] * Gs + dcs[:, None] * G
+        js = c[:, None] * Gs + dcs[:, None] * G
+        if held.any():
+            jac[held], js[held] = self._constrained(
+                phi[held], G[held], c[held], a[held], Fa, D, jac[held], js[held]
+            )
+        return jac, js
+
+    @staticmethod
+    def _constrained(phi, G, c, a, Fa, D, jac, js):
+        """The held rows' Jacobian with the slopes solved for, by the implicit
+        function theorem on D . v + KAPPA z = 0 (D constant at depth 2), as the
+        single run's `driver._constrained_jacobian`: J - V_a (D V_a)^-1 D (J + KAPPA I),
+        V_a = dv/dalpha; likewise dv/ds."""
+        dc = -(c / a)[:, None] * np.einsum("bp,bkp->bk", phi, Fa)
+        Va = c[:, None, None] * np.swapaxes(Fa, 1, 2) + G[:, :, None] * dc[:, None, :]
+        M = np.einsum("bkp,bpj->bkj", D, Va)
+        valid = np.any(D != 0, axis=2)
+        M = np.where(valid[:, :, None] & valid[:, None, :], M, np.eye(M.shape[1]))
+        P = phi.shape[1]
+        with np.errstate(all="ignore"):
+            Minv = np.linalg.pinv(M)
+            R = np.einsum("bkp,bpq->bkq", D, jac + KAPPA * np.eye(P))
+            jac = jac - np.einsum("bpk,bkj,bjq->bpq", Va, Minv, R)
+            js = js - np.einsum("bpk,bkj,bj->bp", Va, Minv, np.einsum("bkp,bp->bk", D, js))
+        return jac, js
 
     # -- sliding: the limit of infinite sharpness ---------------------------------
 

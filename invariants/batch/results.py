@@ -42,8 +42,8 @@ def trajectory(rows, r):
         if opts["direction_tol"] is not None:
             steps["direction_rate"] = float(rows.rate[r])
     steps.update(
-        kinks_pinned=0,
-        kinks_released=0,
+        kinks_pinned=int(rows.pins.pins[r]),
+        kinks_released=int(rows.pins.releases[r]),
         kinks_crossed=int(rows.crossings[r]),
         batch=True,
     )

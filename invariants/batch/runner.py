@@ -20,6 +20,7 @@ import numpy as np
 from invariants import kinks as kinkmod
 from invariants.batch import events, steppers
 from invariants.batch.fields import BatchField
+from invariants.batch.pins import MAX_PINS, Pins
 from invariants.batch.results import trajectory as _trajectory
 from invariants.field import FlowError, StationaryPointError
 from invariants.flow import ORIGIN_TOL
@@ -63,6 +64,8 @@ class Rows:
         self.land_kind = np.zeros(B, dtype=np.int8)
         self.crossings = np.zeros(B, dtype=np.int64)
         self.kinks = kinkmod.all_kinks(field.network, field.X.shape[-2])
+        self.pins = field.pins = Pins(field.network, field.X, field.y, B)
+        self.alpha0 = np.zeros((B, MAX_PINS))  # slopes at the row's current point
         self._fields: dict[int, object] = {}
         self.g = np.zeros(B)
         self.z = None
@@ -127,6 +130,7 @@ def run_rows(rows: Rows) -> None:
         # Jacobian over many steps, the Rosenbrock method needs one per step.
         over = live & (rows.fld.evaluations - rows.fld.columns > budget)
         rows.hand_off(np.flatnonzero(over), "budget")
+        rows.hand_off(np.flatnonzero(live & rows.pins.singular), "pinned kink")
         for phase in (FIT, STIFF, SLIDE):
             idx = np.flatnonzero((rows.phase == phase) & rows.fresh)
             if idx.size:
@@ -213,22 +217,28 @@ def _fit_step(rows, idx):
 
     y1, f1, err = steppers.dop853_step(fun, t0, y0, f0, h, rtol, rtol)
     stationary = flags["stationary"]
+    alpha1 = rows.pins.alpha[idx].copy()  # the last stage is at y1
     ok = err <= 1.0
     rows.h[idx] = steppers.next_steps(h, err, steppers.DOP853_ORDER, ok)
     _too_small(rows, idx, ok, t0)
     if not ok.any():
         return
     idx, t0, y0, f0, y1, f1, h = (a[ok] for a in (idx, t0, y0, f0, y1, f1, h))
-    stationary = stationary[ok]
+    stationary, alpha1 = stationary[ok], alpha1[ok]
     t1 = t0 + h
     q, _, hidden = fld.margins(idx, y1)
     g1 = fld.log_loss(q) - _fit_goal(rows)
     g0 = rows.g[idx]
-    keep, fire, z1 = events.screen(
-        rows, idx, _fit_velocity, t0, h, y1, g0, g1, (g0 > 0) & (g1 <= 0), hidden
-    )
+    keep, fire, z1, changed = events.screen(
+        rows, idx, _fit_velocity, t0, h, y1, g0, g1, (g0 > 0) & (g1 <= 0), hidden,
+        (rows.alpha0[idx], alpha1),
+    )  # fmt: skip
     idx, t1, y1, f1, g1, z1 = (a[keep] for a in (idx, t1, y1, f1, g1, z1))
-    stationary, fire = stationary[keep], fire[keep]
+    stationary, fire, changed = stationary[keep], fire[keep], changed[keep]
+    if changed.any():
+        # A kink pinned or released at y1: the field there is another one.
+        f1[changed], stationary[changed] = fld.unit_velocity(idx[changed], y1[changed])
+    rows.alpha0[idx] = rows.pins.alpha[idx]
 
     # Where the single run would stop too: origin, stationary point, arc length.
     size = np.linalg.norm(y1, axis=1)
@@ -326,6 +336,7 @@ def _far_start(rows, idx):
     s_target = math.log(opts["target_norm"])
     rows.bound[go] = s_target if opts["direction_tol"] is None else opts["max_log_norm"]
     rows.f[go] = rows.fld.log_norm_velocity(go, rows.t[go], rows.y[go])
+    rows.alpha0[go] = rows.pins.alpha[go]
     rtol = opts["rtol"] * STIFF_FACTOR
     rows.h[go] = _first_step(
         rows.y[go], rows.f[go], rtol, rtol, rows.bound[go] - rows.t[go]
@@ -358,9 +369,13 @@ def _stiff_step(rows, idx):
     q, _, hidden = fld.margins(idx, y1)
     g1 = _sharp(rows, t1, q)
     g0 = rows.g[idx]
-    keep, fire, z1 = events.screen(
-        rows, idx, _stiff_velocity, t0, h, y1, g0, g1, (g0 < 0) & (g1 >= 0), hidden
-    )
+    held = rows.pins.held(idx)
+    if held.any():
+        fld.log_norm_velocity(idx[held], t1[held], y1[held])  # the slopes at y1
+    keep, fire, z1, _ = events.screen(
+        rows, idx, _stiff_velocity, t0, h, y1, g0, g1, (g0 < 0) & (g1 >= 0), hidden,
+        (rows.alpha0[idx], rows.pins.alpha[idx].copy()),
+    )  # fmt: skip
     idx, t0, y0, f0, t1, y1, g1, z1 = (
         a[keep] for a in (idx, t0, y0, f0, t1, y1, g1, z1)
     )
@@ -369,6 +384,7 @@ def _stiff_step(rows, idx):
     if not idx.size:
         return
     f1 = fld.log_norm_velocity(idx, t1, y1)
+    rows.alpha0[idx] = rows.pins.alpha[idx]
     _record_grid(rows, idx, t1, y1)
     rows.t[idx], rows.y[idx], rows.f[idx], rows.g[idx], rows.z[idx] = t1, y1, f1, g1, z1
     for r in idx[fire]:
@@ -394,6 +410,12 @@ def _stiff_velocity(fld, r, t, state, slopes):
 def _slide_start(rows, idx):
     """Start a segment: re-read the active sets, set the segment's end."""
     fld, opts = rows.fld, rows.opts
+    held = rows.pins.held(idx)
+    # The sliding phase does not pin (its field is not affine in the slopes).
+    rows.hand_off(idx[held], "kink")
+    idx = idx[~held]
+    if not idx.size:
+        return
     s = rows.t[idx]
     q, _, z = fld.margins(idx, rows.y[idx])
     if rows.active is None:
@@ -456,7 +478,7 @@ def _slide_step(rows, idx):
     g1 = _joins(rows, idx, t1, q)
     g0 = rows.g[idx]
     velocity = _sliding_velocity(rows)
-    keep, fire, z1 = events.screen(
+    keep, fire, z1, _ = events.screen(
         rows, idx, velocity, t0, h, y1, g0, g1, (g0 > 0) & (g1 <= 0), hidden
     )
     idx, t0, y0, f0, t1, y1, f1, g1, z1 = (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
-import numpy as np
 import pytest
 from hypothesis import event, example, given, note, reject, seed, settings
 from hypothesis import strategies as st
@@ -82,6 +81,10 @@ def conformance(test):
     for family in reversed(session.families):
         if family in PAPER_EXAMPLES:
             test = example(case=cases.get(PAPER_EXAMPLES[family]).case)(test)
+    # No example database and no blob: Hypothesis' own reproduction advice (replay
+    # from .hypothesis/, @reproduce_failure, patches) edits or writes into the
+    # user's project; the report prints ours instead.
+    overrides.update(database=None, print_blob=False)
     return seed(case_seed())(settings(**overrides)(test))
 
 
@@ -110,7 +113,7 @@ def train(case) -> Checkpoints:
         reject()
     if isinstance(result, TrainerError):
         # A fresh exception each time: re-raising one object grows its traceback.
-        raise TrainerError(str(result))
+        raise TrainerError("\n".join([str(result), *reproduction(case)]))
     return result
 
 
@@ -130,17 +133,9 @@ def check_property(name: str, case) -> Check:
 
 # -- the report ------------------------------------------------------------------------
 
-_CLI_TOLERANCE = {
-    "balance": "--balance-tol",
-    "direction": "--direction-tol",
-    "kkt": "--kkt-tol",
-    "certificate": "--certificate-tol",
-}
-
 
 def report(name: str, case, checkpoints: Checkpoints, check: Check) -> str:
     trainer = session.trainer
-    case_path, npz_path = write_reproduction(name, case, checkpoints)
     measured = f"  measured {check.name}: {_fmt(check.value)}, tolerance "
     measured += _fmt(check.threshold)
     if check.reason:
@@ -153,36 +148,23 @@ def report(name: str, case, checkpoints: Checkpoints, check: Check) -> str:
         f"  tolerance from: {tolerance_reason(name, trainer.claims)}",
         f"  case: {case.network.describe()}; n = {len(case.y)}; loss {case.loss}; "
         + f"{len(checkpoints.thetas)} checkpoints returned",
-        "  reproduce (with the trainer importable, as in this run):",
-        f"    python -m invariants.conformance {trainer.spec} {case_path}",
     ]
-    option = _CLI_TOLERANCE.get(name)
-    judge = f"    python -m invariants check {npz_path} --case {case_path}"
-    if option is not None and check.threshold is not None and name != "direction":
-        judge += f" {option} {check.threshold:.6g}"
-    lines.append(judge + "   # the saved checkpoints, judged alone")
-    return "\n".join(lines)
+    return "\n".join(lines + reproduction(case))
 
 
-def write_reproduction(name: str, case, checkpoints: Checkpoints) -> tuple[str, str]:
-    """The case as JSON and the trainer's checkpoints as .npz, named by the case's
-    hash so the shrinker's many failing cases do not pile up copies."""
+def reproduction(case) -> list[str]:
+    """The replay command of a failing case. The file is only named here: the
+    plugin writes it once the test's failure is final (`pending_cases`), so the
+    many failing cases tried while shrinking leave no files behind."""
     text = case.to_json()
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    folder = session.repro_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    case_path = folder / f"case-{digest}.json"
-    case_path.write_text(text)
-    npz_path = folder / f"case-{digest}-{_slug(session.trainer.spec)}.npz"
-    arrays = {"thetas": checkpoints.thetas}
-    if checkpoints.times is not None:
-        arrays["times"] = checkpoints.times
-    np.savez(npz_path, **arrays)
-    return str(case_path), str(npz_path)
-
-
-def _slug(spec: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in spec)
+    case_path = session.repro_dir / f"case-{digest}.json"
+    session.pending_cases[str(case_path)] = text
+    return [
+        "  reproduce (the trainer importable, as in this run): runs the trainer on",
+        "  the case and judges its output with every conformance property, as here",
+        f"    python -m invariants.conformance {session.trainer.spec} {case_path}",
+    ]
 
 
 def _fmt(value) -> str:

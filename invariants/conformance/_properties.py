@@ -23,6 +23,8 @@ from invariants.checkpoints import (
     check_kkt,
     check_loss_monotone,
 )
+from invariants.conformance._update import TOLERANCE_REASON as UPDATE_TOLERANCE
+from invariants.conformance._update import update
 from invariants.trainer import Claims
 
 __all__ = [
@@ -49,6 +51,7 @@ DIRECTION_ROUNDING = 64 * np.finfo(float).eps
 LABELS = {
     "balance": "balancedness (Lemmas C.1-C.3)",
     "loss_decrease": "loss decrease",
+    "update": "gradient step of the declared loss",
     "direction": "convergence in direction (Theorem 2.1)",
     "kkt": "KKT point of Problem 2 (Theorem 2.1)",
     "certificate": "certificate of the regime (Theorems 3.1, 4.2, 4.3, 5.2, 5.4)",
@@ -58,6 +61,14 @@ _LIMIT_PROPERTIES = ("direction", "kkt", "certificate")
 
 def skip_reason(name: str, spec: str, claims: Claims) -> str | None:
     """Why property `name` does not apply to a trainer with these claims, or None."""
+    if name == "update":
+        if claims.method == "gradient_descent":
+            return None
+        return (
+            f"{spec!r} is a gradient-flow trainer: it returns checkpoints of a "
+            "continuous path, not steps, so there is no declared step to check "
+            "(balance and loss decrease judge its path)"
+        )
     if name not in _LIMIT_PROPERTIES or claims.direction_tol is not None:
         return None
     if claims.method == "gradient_descent":
@@ -98,6 +109,8 @@ def tolerance_reason(name: str, claims: Claims) -> str:
         return "invariants.balance.default_rtol of the returned dtype (TOLERANCES)"
     if name == "loss_decrease":
         return "LOSS_RTOL of invariants.checkpoints (rounding of log L only)"
+    if name == "update":
+        return UPDATE_TOLERANCE
     if name == "direction":
         return "the trainer's own direction_tol, per unit of log||theta||"
     if name == "kkt":
@@ -153,6 +166,8 @@ def loss_decrease(case, checkpoints, claims: Claims) -> Check:
         case.network, case.X, case.y, checkpoints.thetas, case.loss
     )
     check = Check("loss_decrease", *_fields(check))
+    if check.passed is False:
+        return _count_rises(case, checkpoints.thetas, check)
     if check.passed and not (
         check.details["log_loss_last"] < check.details["log_loss_first"]
     ):
@@ -166,6 +181,23 @@ def loss_decrease(case, checkpoints, claims: Claims) -> Check:
             check.details,
         )
     return check
+
+
+def _count_rises(case, thetas, check: Check) -> Check:
+    """The failed check, its reason saying at how many steps log L rose (by more
+    than the same LOSS_RTOL), not only where it rose most."""
+    from invariants.losses import log_loss
+
+    margins = (case.network.margins(t, case.X, case.y) for t in thetas)
+    logs = np.array([log_loss(q, case.loss) for q in margins])
+    rises = np.diff(logs) / np.maximum(1.0, np.abs(logs[:-1])) > check.threshold
+    reason = (
+        f"log L rose at {int(rises.sum())} of {len(thetas) - 1} steps, most from "
+        f"checkpoint {check.details['worst_step'][0]} to "
+        f"{check.details['worst_step'][1]}"
+    )
+    details = {**check.details, "rises": int(rises.sum())}
+    return Check(check.name, check.value, check.threshold, False, reason, details)
 
 
 def direction(case, checkpoints, claims: Claims) -> Check:
@@ -220,6 +252,7 @@ def certificate(case, checkpoints, claims: Claims) -> Check:
 PROPERTIES = {
     "balance": balance,
     "loss_decrease": loss_decrease,
+    "update": update,
     "direction": direction,
     "kkt": kkt,
     "certificate": certificate,

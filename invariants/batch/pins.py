@@ -1,0 +1,159 @@
+"""Pinned ReLU kinks for a batch: the single run's Filippov sliding, at depth 2.
+
+`invariants.kinks` holds GF on a kink z_k = 0 it is pushed onto from both sides
+with a Clarke slope alpha_k in [0, 1] for ReLU'(z_k), solved so that
+d z_k / d clock = -KAPPA z_k. At depth 2 every kink is a first-layer
+pre-activation z_(i, a) = w_a . x_i, so its gradient D_k is a constant vector
+(x_i in the block of w_a), and the slope enters the Jacobian of the margins in
+one place: dq_i / dw_a = y_i v_a alpha_k x_i, that is
+
+    J(alpha) = J(0) + sum_k alpha_k e_(i_k) E_k^T,   E_k = y_(i_k) v_(a_k) D_k,
+
+affine in alpha (v_a the second-layer weight of neuron a). Every phase's field
+is v = sigma(theta) G(alpha) + r(theta) with G = J(alpha)^T p, p the weights of
+the margins (they do not depend on alpha: the forward pass does not), so the
+condition D_k . v + KAPPA z_k = 0 reads
+
+    sum_j (D_k . E_j) p_(i_j) alpha_j = -(D_k . r + KAPPA z_k) / sigma - D_k . G(0),
+
+a K x K linear system per row (K <= MAX_PINS). sigma depends on alpha only
+weakly (fit: 1 / ||F||; far: ||phi||^2 / phi . G, where phi . E_j = y v_a z_j
+vanishes on the surface), and only through a right-hand side of the size of z:
+two passes with sigma updated solve it to rounding. This is exactly what
+`kinks.solve_slopes` solves by Newton; `tests/test_batch.py` compares the two.
+
+Not served here (the row is handed off): depth >= 3 (a kink's gradient then
+depends on the slopes below it), one dataset per row, more than MAX_PINS kinks,
+a kink whose surface holds other kinks (proportional samples: the system is
+singular), or a system that is singular at a row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from invariants import kinks as kinkmod
+
+__all__ = ["MAX_PINS", "Pins"]
+
+MAX_PINS = 2
+# A pinned system this close to singular (|det| against the product of its rows'
+# norms) is handed to the single run, whose bounded Newton copes.
+SINGULAR_TOL = 1e-10
+# As the single run's release test in `invariants.driver`.
+RELEASE_TOL = 1e-9
+
+
+class Pins:
+    """Which kinks each row holds (slot -> index into `kinks.all_kinks`, -1 for
+    none) and the slopes last solved for them."""
+
+    def __init__(self, network, X, y, batch: int):
+        n = X.shape[-2]
+        self.kinks = kinkmod.all_kinks(network, n)
+        self.slot = np.full((batch, MAX_PINS), -1)
+        self.alpha = np.zeros((batch, MAX_PINS))
+        self.singular = np.zeros(batch, bool)
+        self.pins = np.zeros(batch, dtype=np.int64)
+        self.releases = np.zeros(batch, dtype=np.int64)
+        self.able = (
+            network.activation == "relu" and network.depth == 2 and X.ndim == 2
+        )
+        if not self.able:
+            return
+        P = network.num_parameters
+        _, self.D = network.preactivation_gradients(np.ones(P), X, self.kinks)
+        self.sample = np.array([i for _, i, _ in self.kinks])
+        self.neuron = np.array([a for _, _, a in self.kinks])
+        self.y = np.asarray(y, float)
+        self.X = np.asarray(X, float)
+        lines = kinkmod.rays(X, lines=True)
+        self.alone = np.array([np.sum(lines == lines[i]) == 1 for i in self.sample])
+        self.out_slice = network.layer_slices[1]
+        self.out_gather = network._gather[1][0]  # second layer: one row, d_1 entries
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def held(self, rows):
+        """Rows (of `rows`) holding at least one kink."""
+        return np.any(self.slot[rows] >= 0, axis=1)
+
+    def can_pin(self, r, j) -> bool:
+        if not (
+            self.able and self.alone[j] and np.any(self.slot[r] < 0)
+            and j not in self.slot[r]
+        ):  # fmt: skip
+            return False
+        # A neuron pinned on samples that span its inputs has its weights held at
+        # 0: the condition is then homogeneous in the slopes (any multiple of a
+        # solution solves it), and the single run's Newton runs to its bounds and
+        # releases. Its business.
+        same = [i for i in self.slot[r] if i >= 0 and self.neuron[i] == self.neuron[j]]
+        samples = [self.sample[i] for i in same] + [self.sample[j]]
+        return bool(np.linalg.matrix_rank(self.X[samples]) < self.X.shape[1])
+
+    def pin(self, r, j):
+        free = int(np.flatnonzero(self.slot[r] < 0)[0])
+        self.slot[r, free] = j
+        self.alpha[r, free] = 0.5
+        self.pins[r] += 1
+
+    def release(self, r, k):
+        j = int(self.slot[r, k])
+        self.slot[r, k] = -1
+        self.releases[r] += 1
+        return j
+
+    def pinned(self, r):
+        """The single run's view of row r: its pinned kinks and their slopes."""
+        keep = self.slot[r] >= 0
+        return [self.kinks[j] for j in self.slot[r][keep]], self.alpha[r][keep]
+
+    # -- the algebra -----------------------------------------------------------------
+
+    def parts(self, rows, thetas):
+        """For rows holding kinks: valid slots (b, K), their kink indices (b, K),
+        D (b, K, P), E (b, K, P) and the samples of the slots (b, K)."""
+        slot = self.slot[rows]
+        valid = slot >= 0
+        j = np.where(valid, slot, 0)
+        u = np.concatenate([thetas[:, self.out_slice], np.zeros((len(rows), 1))], 1)
+        v = u[:, self.out_gather]  # (b, d_1)
+        D = np.where(valid[:, :, None], self.D[j], 0.0)
+        gain = self.y[self.sample[j]] * np.take_along_axis(v, self.neuron[j], 1)
+        E = gain[:, :, None] * D
+        return valid, j, D, E, self.sample[j]
+
+    @staticmethod
+    def add_slopes(J, valid, E, samples, delta):
+        """J (b, n, P) with each valid slot's ReLU' raised by delta (b, K), in place:
+        the slope enters margin i_k's row as delta_k E_k."""
+        for k in range(valid.shape[1]):
+            b = np.flatnonzero(valid[:, k])
+            if b.size:
+                J[b, samples[b, k]] += delta[b, k][:, None] * E[b, k]
+        return J
+
+    def at_zero(self, J, z, valid, j, E, samples):
+        """J with ReLU' = 0 at every valid slot (whatever the sign of z there)."""
+        now = (np.take_along_axis(z, j, 1) > 0.0).astype(float)
+        return self.add_slopes(J, valid, E, samples, -now * valid)
+
+    def solve(self, p, samples, valid, D, E, G0, rhs_of):
+        """Slopes with G = G0 + sum_k alpha_k p_(i_k) E_k and D . G = rhs_of(G):
+        two passes (rhs_of depends on alpha only through sigma). Returns alpha,
+        G and a mask of singular rows."""
+        pk = np.take_along_axis(p, samples, 1) * valid  # (b, K)
+        Fa = pk[:, :, None] * E  # dG / dalpha_k
+        A = np.einsum("bjp,bkp->bjk", D, Fa)
+        eye = np.eye(A.shape[1])[None]
+        A = np.where(valid[:, :, None] & valid[:, None, :], A, eye)
+        rows_norm = np.prod(np.linalg.norm(A, axis=2), axis=1)
+        singular = ~(np.abs(np.linalg.det(A)) > SINGULAR_TOL * rows_norm)
+        A[singular] = eye[0]
+        G = G0
+        for _ in range(2):
+            b = np.where(valid, rhs_of(G) - np.einsum("bkp,bp->bk", D, G0), 0.0)
+            alpha = np.linalg.solve(A, b[:, :, None])[:, :, 0]
+            G = G0 + np.einsum("bk,bkp->bp", alpha, Fa)
+        return alpha, G, Fa, singular
