@@ -3,11 +3,13 @@
     python faults/run.py [--only NAME ...] [--profile margin-ci|thorough]
                          [--out faults/results.jsonl] [--timeout 1200]
 
-Each fault is applied to a fresh copy of the committed tree (`git archive HEAD`)
-under a temporary directory (the working tree is never edited), and the copy's
+Every run works on a fresh copy of the committed tree (`git archive HEAD`) under a
+temporary directory; the working tree is never edited. The suite first runs on the
+clean copy and must pass. Then each fault is applied to its own copy and the copy's
 suite runs with `pytest -x -n auto`: a fault is killed by the first failing test.
-Results are appended to --out as one JSON line per fault, and faults already there
-are skipped, so an interrupted run resumes where it stopped.
+Results are appended to --out as one JSON line per fault with the commit they were
+measured on; faults already there for HEAD are skipped, so an interrupted run
+resumes where it stopped.
 
 A fault whose edit does not apply exactly once is an error of the catalogue, not a
 survivor: the run stops and names it.
@@ -43,8 +45,20 @@ def apply(fault: Fault, tree: Path) -> None:
     path.write_text(text.replace(fault.old, fault.new))
 
 
+# The clean tree, run first: a suite that fails without any fault would "kill"
+# every fault.
+BASELINE = Fault("(baseline: no fault)", "none", "", "", "")
+
+
+def head_commit() -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
 def run_one(fault: Fault, profile: str, timeout: float) -> dict:
-    with tempfile.TemporaryDirectory(prefix=f"fault-{fault.name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fault-") as tmp:
         tree = Path(tmp) / "tree"
         tree.mkdir()
         # The committed tree, not the working one: an edit in progress must not
@@ -53,8 +67,9 @@ def run_one(fault: Fault, profile: str, timeout: float) -> dict:
             ["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-        apply(fault, tree)
-        env = dict(os.environ, PYTHONPATH=str(tree))
+        if fault is not BASELINE:
+            apply(fault, tree)
+        env = dict(os.environ, PYTHONPATH=str(tree), COLUMNS="400")
         env.pop("CI", None)
         # The copy must shadow the editable install of the real tree, or the
         # fault would never be exercised.
@@ -93,7 +108,9 @@ def run_one(fault: Fault, profile: str, timeout: float) -> dict:
     )
     # The first failure's one-line reason, so a kill can be told from an accident.
     reasons = re.findall(r"^(?:FAILED|ERROR) .+? - (.*)$", output, flags=re.MULTILINE)
+    # Wide lines, so the summary's failure reasons are not cut to a terminal width.
     return {
+        "commit": head_commit(),
         "fault": fault.name,
         "kind": fault.kind,
         "equivalent": fault.equivalent,
@@ -133,12 +150,23 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown faults {sorted(unknown)}; known: {sorted(names)}")
     out = Path(args.out)
+    commit = head_commit()
     done = {}
     if out.exists():
         for line in out.read_text().splitlines():
             r = json.loads(line)
-            if r["profile"] == args.profile:
+            if r["profile"] == args.profile and r.get("commit") == commit:
                 done[r["fault"]] = r
+    if BASELINE.name not in done:
+        record = run_one(BASELINE, args.profile, args.timeout)
+        with out.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        done[BASELINE.name] = record
+    if done[BASELINE.name]["status"] != "survived":
+        raise SystemExit(
+            f"the suite fails on the clean tree at {commit[:10]} "
+            f"({done[BASELINE.name]['killed_by'][:1]}): fix it before measuring faults"
+        )
     chosen = [f for f in FAULTS if args.only is None or f.name in args.only]
     for k, fault in enumerate(chosen, 1):
         if fault.name in done:
@@ -153,6 +181,7 @@ def main(argv=None) -> int:
             file=sys.stderr,
             flush=True,
         )
+    print(f"commit {commit[:10]}, profile {args.profile}; the clean tree passes")
     print(summary([done[f.name] for f in chosen if f.name in done]))
     return 0
 

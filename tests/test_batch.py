@@ -25,8 +25,9 @@ SWEEP = {"direction_tol": 1e-9, "max_evaluations": 60_000}
 DIRECTION_TOL = 1e-7
 # Draws of `invariants.sweep.run` (seed 0): 6 and 9 reach a limit without a kink,
 # 11 crosses a kink in the fit phase, 5 starts with every neuron dead, 0 slides
-# along a kink (pinned by the single run: the batch hands it off).
-SWEEP_KS = (6, 9, 11, 5, 0)
+# along a kink into a point that does not fit (pinned, by the batch too), 4 pins
+# one neuron on both samples (its weights held at 0: the batch hands it off).
+SWEEP_KS = (6, 9, 11, 5, 0, 4)
 
 
 def sweep_inits(ks, seed=0):
@@ -108,6 +109,7 @@ def test_thm32_batch_gives_the_single_runs_answers(thm32):
     # The construction's limit, neuron 2 zero: what the sweep's verdict reads.
     np.testing.assert_allclose(batch[0].theta_tilde, c.limit, atol=1e-6)
     assert stats["handoffs"] == 1 and stats["handoff_reasons"] == {"kink": 1}
+    assert isinstance(batch[5], StationaryPointError) and stats["pinned_rows"] == 1
 
 
 def test_thm32_batch_trajectories_are_trajectories(thm32):
@@ -133,7 +135,7 @@ def test_handoff_is_counted_and_returned_without_rerun():
     c = get("thm3.2")
     stats = {}
     out = gradient_flows(
-        c.network, c.case.X, c.case.y, sweep_inits([0, 5]), handoff=False,
+        c.network, c.case.X, c.case.y, sweep_inits([4, 5]), handoff=False,
         stats=stats, **SWEEP,
     )  # fmt: skip
     assert isinstance(out[0], HandoffRequired) and "kink" in str(out[0])
@@ -143,7 +145,7 @@ def test_handoff_is_counted_and_returned_without_rerun():
 
 def test_comparison_fails_on_a_handoff_and_on_a_perturbed_field(monkeypatch, thm32):
     c, _, single, _ = thm32
-    rows = [1, 2, 5]  # k = 6, 9, 0
+    rows = [1, 2, 6]  # k = 6, 9, 4
     thetas = np.vstack([c.case.theta0, sweep_inits(SWEEP_KS)])[rows]
     expected = [single[r] for r in rows]
     unfinished = gradient_flows(
@@ -194,3 +196,139 @@ def test_bad_shapes_are_refused():
         gradient_flows(net, np.zeros((2, 4, 2)), np.ones((2, 4)), np.ones((3, 9)))
     with pytest.raises(ValueError, match="rtol"):
         gradient_flows(net, np.eye(2), np.ones(2), np.ones((1, 9)), rtol=1.0)
+
+
+# -- pinned kinks (invariants.batch.pins) ---------------------------------------------
+
+
+def _on_kinks(net, X, thetas, kinks):
+    """thetas with the incoming weights of each kink's neuron projected so that its
+    pre-activation on the kink's sample is 0 (depth 2, distinct neurons)."""
+    thetas = thetas.copy()
+    d = net.input_dim
+    for _, i, a in kinks:
+        w = thetas[:, a * d : (a + 1) * d]
+        w -= np.outer(w @ X[i] / (X[i] @ X[i]), X[i])
+    return thetas
+
+
+@pytest.mark.parametrize(
+    "pinned", [[(1, 1, 1)], [(1, 1, 1), (1, 3, 0)], [(1, 0, 2), (1, 2, 1)]]
+)
+def test_batched_slopes_solve_the_single_runs_sliding_condition(pinned):
+    # At depth 2 the sliding condition D . v + KAPPA z = 0 is linear in the slopes:
+    # the batch's slopes must satisfy it in the single run's own terms (its Field
+    # with those slopes), to rounding, and give the single run's velocity; where
+    # `kinks.solve_slopes`'s bounded Newton iteration converges, at its slopes.
+    from invariants.batch.pins import Pins
+    from invariants.kinks import KAPPA, SLOPE_TOL, solve_slopes
+
+    net = fully_connected([3, 3, 1], "relu")
+    rng = np.random.default_rng(27)
+    X, y = rng.normal(size=(5, 3)), np.array([1.0, 1.0, -1.0, 1.0, -1.0])
+    theta = _on_kinks(net, X, rng.normal(size=(2, 12)), pinned)
+    fld = BatchField(net, X, y, "exponential", 2)
+    fld.pins = pins = Pins(net, X, y, 2)
+    for b in range(2):
+        for kink in pinned:
+            pins.pin(b, pins.kinks.index(kink))
+    single = Field(net, X, y, "exponential")
+    s = np.array([0.3, 1.2])
+    phis = theta / np.linalg.norm(theta, axis=1, keepdims=True)
+    checks = [
+        (lambda: fld.unit_velocity(np.arange(2), theta)[0], theta,
+         lambda b: lambda st, sl: single.unit_velocity(st, sl)),
+        (lambda: fld.log_norm_velocity(np.arange(2), s, phis), phis,
+         lambda b: lambda st, sl: single.log_norm_velocity(s[b], st, sl)),
+    ]  # fmt: skip
+    converged = 0
+    for batch_velocity, states, velocity in checks:
+        v = batch_velocity()
+        for b in range(2):
+            vel = velocity(b)
+
+            def residual(alpha, state=states[b], vel=vel):
+                slopes = dict(zip(pinned, alpha))
+                v1 = vel(state, slopes)
+                z, Dz = net.preactivation_gradients(state, X, pinned, slopes)
+                size = np.linalg.norm(Dz, axis=1) * np.linalg.norm(v1) + np.abs(z)
+                return np.abs(Dz @ v1 + KAPPA * z) / size, v1
+
+            alpha = pins.alpha[b, : len(pinned)]
+            g, v1 = residual(alpha)
+            assert np.all(g <= 1e-14), g
+            np.testing.assert_allclose(v[b], v1, rtol=1e-13, atol=1e-15)
+            newton = solve_slopes(net, X, states[b], pinned, vel)[0]
+            if np.all(residual(newton)[0] <= SLOPE_TOL):
+                converged += 1
+                np.testing.assert_allclose(alpha, newton, atol=1e-9)
+    assert converged >= 2
+
+
+def _kink_case():
+    from invariants.casefile import Case
+    from tests.test_flow import KINK_CASE
+
+    return Case.from_dict(KINK_CASE)
+
+
+PINNED_OPTIONS = {"target_norm": 1e6, "max_evaluations": 100_000}
+
+
+@pytest.fixture(scope="module")
+def kink_case():
+    case = _kink_case()
+    theta0 = np.asarray(case.theta0, float)[None]
+    single = gradient_flow(case.network, case.X, case.y, theta0[0], **PINNED_OPTIONS)
+    return case, theta0, single
+
+
+def test_a_pinned_sliding_row_stays_in_the_batch_and_agrees(kink_case):
+    # tests/test_flow.py's Filippov case: two kinks pinned in the fit phase and held
+    # through the stiff and sliding phases. Both runs stop at log 1e6, so only
+    # integration error separates them (measured 1e-15; the tolerance is the
+    # module's, see its docstring).
+    case, theta0, single = kink_case
+    stats = {}
+    batch = gradient_flows(
+        case.network, case.X, case.y, theta0, handoff=False, stats=stats,
+        **PINNED_OPTIONS,
+    )  # fmt: skip
+    assert stats["handoffs"] == 0 and stats["pinned_rows"] == 1
+    assert_same_answers(case.network, batch, [single], direction_tol=DIRECTION_TOL)
+    for key in ("kinks_pinned", "kinks_released", "kinks_crossed"):
+        assert batch[0].steps[key] == single.steps[key]
+    assert batch[0].steps["switch_log_norm"] == pytest.approx(
+        single.steps["switch_log_norm"], rel=1e-8
+    )
+    # pin_kinks=False: the single run's business again.
+    unpinned = gradient_flows(
+        case.network, case.X, case.y, theta0, handoff=False, pin_kinks=False,
+        **PINNED_OPTIONS,
+    )  # fmt: skip
+    assert isinstance(unpinned[0], HandoffRequired) and "kink" in str(unpinned[0])
+
+
+def test_comparison_fails_on_a_broken_pinning(monkeypatch, kink_case):
+    # Slopes stuck at 0 (ReLU'(0) = 0 on a held kink): the path leaves the
+    # surface it should slide along, and the agreement check says so. (With the
+    # true slopes, the test above finishes the row at 0 handoffs.)
+    from invariants.batch.pins import Pins
+
+    case, theta0, single = kink_case
+    true_solve = Pins.solve
+
+    def stuck(self, p, samples, valid, D, E, G0, rhs_of):
+        alpha, _, Fa, singular = true_solve(self, p, samples, valid, D, E, G0, rhs_of)
+        return np.zeros_like(alpha), G0, Fa, singular
+
+    monkeypatch.setattr(Pins, "solve", stuck)
+    # Off its surface the path chatters and the stiff phase crawls (7,000 steps
+    # for 23 s, then the sliding velocity fails): a smaller budget ends it sooner,
+    # as a row the batch could not finish, which is a disagreement too.
+    options = {**PINNED_OPTIONS, "max_evaluations": 5_000}
+    broken = gradient_flows(
+        case.network, case.X, case.y, theta0, handoff=False, **options
+    )
+    with pytest.raises(AssertionError, match="disagree on 1 of 1"):
+        assert_same_answers(case.network, broken, [single], direction_tol=DIRECTION_TOL)

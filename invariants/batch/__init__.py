@@ -23,10 +23,14 @@ with an exact-Jacobian Rosenbrock method.
 
 ReLU kinks: a step across which a hidden pre-activation changes sign is taken
 again up to the crossing; there the field on both sides decides, as in the single
-run's driver. A kink GF crosses is crossed; a kink GF would slide along (pinned
-by the single run) is not the batch's business.
+run's driver. A kink GF crosses is crossed; a kink GF is pushed onto from both
+sides is pinned, as the single run pins it, at depth 2 and for up to two kinks a
+row (`invariants.batch.pins`: the slopes solve a small linear system per row, in
+every phase), and released when its slope leaves [0, 1], located like a crossing.
 
-What the batch does not do, it hands off: a row at an attracting kink, whose step
+What the batch does not do, it hands off: a row at an attracting kink it cannot
+pin (depth >= 3, a third kink, a neuron pinned on samples spanning its inputs,
+proportional samples, one dataset per row, pin_kinks=False), whose step
 control fails, whose fit looks stiff, that exceeds max_evaluations (not counting
 the Jacobian's difference columns), or that is among the last 1% of a large batch
 still running, is re-run from its theta0 by `gradient_flow` itself, so its answer
@@ -37,7 +41,13 @@ trajectory it did not follow to the end with its error control.
 Known difference: the batch's budget is not the single run's, so it can finish a
 row on which the single run raises FlowError for its evaluation budget (seen once
 in 20 random ReLU rows; the single run with a larger budget then agreed with the
-batch to 1.5e-14). `invariants.batch.agreement` compares answers row by row.
+batch to 1.5e-14). The common case is a pinned one: on Theorem 3.2's sweep, paths
+that slide along a kink into a point with a margin stuck at 0 end in the batch as
+StationaryPointError (the single run's own test, on the pinned field) while the
+single run's LSODA chatters there and spends its whole budget (row k = 14 still
+did with 600,000 evaluations): verdict "no fit" against "simulator failed".
+pin_kinks=False hands such rows off instead. `invariants.batch.agreement`
+compares answers row by row.
 """
 
 from __future__ import annotations
@@ -76,13 +86,15 @@ def gradient_flows(
     direction_tol: float | None = None,
     max_log_norm: float | None = None,
     handoff: bool = True,
+    pin_kinks: bool = True,
     stats: dict | None = None,
 ) -> list:
     """`gradient_flow` for every row of thetas0 (B, P); see the module docstring.
 
     X, y: one dataset (n, d), (n,) shared by every row, or one per row (B, n, d),
     (B, n). Options as in `gradient_flow`. With handoff=False, rows the batch
-    cannot finish come back as `HandoffRequired` instead of being re-run.
+    cannot finish come back as `HandoffRequired` instead of being re-run. With
+    pin_kinks=False, every row at an attracting kink is handed off.
     """
     thetas0 = np.atleast_2d(np.asarray(thetas0, dtype=float))
     B = thetas0.shape[0]
@@ -118,6 +130,7 @@ def gradient_flows(
 
     fld = BatchField(network, X, y, loss, B)
     rows = Rows(fld, thetas0, opts)
+    rows.pins.able &= bool(pin_kinks)
     with np.errstate(over="ignore", under="ignore"):
         run_rows(rows)
     batch_seconds = time.perf_counter() - started
@@ -146,6 +159,8 @@ def gradient_flows(
             batch_seconds=batch_seconds,
             seconds=time.perf_counter() - started,
             batch_evaluations=fld.evaluations.copy(),
+            # Rows the batch finished itself that held a kink on the way.
+            pinned_rows=int(np.sum((rows.pins.pins > 0) & (rows.phase != OUT))),
             steps=rows.steps.copy(),
         )
     return out

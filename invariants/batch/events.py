@@ -1,12 +1,15 @@
 """Where a batch step ends early: the phase's event and ReLU kinks, per row.
 
-An accepted step whose event function or some hidden pre-activation changes sign
-is taken again, shortened to the secant estimate of the first crossing
-(`landing`); the crossing is handled at the end of that step. At a kink the
-field on both sides decides, as in the single run's driver: if GF is pushed onto
-the kink from both sides (it would slide along it, pinned), the row is handed
-off; otherwise the path crosses and the row goes on. A pre-activation that ends
-a step within NEAR_TOL of its scale gets the same test.
+An accepted step whose event function or some hidden pre-activation changes sign,
+or on which a pinned kink's slope leaves [0, 1], is taken again, shortened to the
+secant estimate of the first crossing (`landing`); the crossing is handled at the
+end of that step. At a kink the field on both sides decides, as in the single
+run's driver: if GF is pushed onto the kink from both sides, it is pinned
+(`invariants.batch.pins`) or, where the batch cannot pin it, the row is handed
+off; otherwise the path crosses and the row goes on. A pre-activation that ends a
+step within NEAR_TOL of its scale gets the same test. A pinned kink whose slope
+left [0, 1] is released, and its next sign change is not a crossing (the single
+run's `just_handled`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 
 from invariants import kinks as kinkmod
 from invariants.batch import pins as pins_mod
-from invariants.field import Field
+from invariants.field import Field, StationaryPointError
 
 __all__ = ["EVENT", "KINK", "RELEASE", "screen"]
 
@@ -23,6 +26,8 @@ EVENT, KINK, RELEASE = 0, 1, 2
 # As `invariants.driver.NEAR_TOL`.
 NEAR_TOL = 1e-9
 MIN_FRACTION = 1e-6
+# As `runner.MIN_STEP`: a step shortened below this against the clock is handed off.
+MIN_STEP = 1e-13
 
 
 def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
@@ -78,6 +83,8 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
     first = np.minimum(np.minimum(frac_event, frac_kink), frac_rel)
     redo = ~landing & np.isfinite(first)
     frac = np.clip(np.nan_to_num(first), MIN_FRACTION, 1)
+    short = redo & (frac * h < MIN_STEP * np.maximum(1.0, np.abs(t0)))
+    redo &= ~short
     sel = idx[redo]
     rows.h[sel] = frac[redo] * h[redo]
     rows.landing[sel] = True
@@ -97,6 +104,8 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
     bad = landing & (kind == EVENT) & np.isfinite(frac_kink)
     bad |= landing & (kind != RELEASE) & released
     handed |= bad  # a kink between the step's start and its event
+    if short.any():
+        rows.hand_off(idx[short], "step size")
     for k in np.flatnonzero(landing & (kind == RELEASE) & ~bad):
         r = idx[k]
         # The secant may land a hair short of the bound: release the first anyway.
@@ -120,6 +129,7 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
         if pulled is None or len(pulled) > 1:
             handed[k] = True
         elif pulled:
+            pulled = [pulled[0][0]]
             if alpha is None or not pins.can_pin(r, pulled[0]):
                 handed[k] = True
                 continue
@@ -136,8 +146,8 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
 
 def _attracting(rows, r, velocity, t, state, js, pinned=((), ())):
     """Which of the kinks `js` GF is pushed onto from both sides at `state`, the
-    row's pinned kinks at their slopes (`invariants.driver._attracting`); None
-    when the field cannot be evaluated there."""
+    row's pinned kinks at their slopes (`invariants.driver._attracting`), each as
+    (kink, estimated slope); None when the field cannot be evaluated there."""
     net = rows.fld.network
     fld = rows.single_field(r)
     before = fld.jacobian_evaluations
@@ -159,8 +169,15 @@ def _attracting(rows, r, velocity, t, state, js, pinned=((), ())):
             if not np.isfinite(below + above):
                 return None
             if holds and (below > tiny or above < -tiny):
-                pulled.append(int(j))
+                # The slope that holds it, were the others' fixed: the rate is
+                # affine in it at depth 2.
+                pulled.append((int(j), below / (below - above)))
         return pulled
+    except StationaryPointError as exc:
+        # The fit's field is stationary here: so is the single run's, which
+        # raises this at any evaluation of its field.
+        rows.finish(r, StationaryPointError(f"{exc} (batch, at a kink)"))
+        return None
     except Exception:  # noqa: BLE001 - the single run will say what it is
         return None
     finally:

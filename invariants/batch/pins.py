@@ -9,23 +9,28 @@ one place: dq_i / dw_a = y_i v_a alpha_k x_i, that is
 
     J(alpha) = J(0) + sum_k alpha_k e_(i_k) E_k^T,   E_k = y_(i_k) v_(a_k) D_k,
 
-affine in alpha (v_a the second-layer weight of neuron a). Every phase's field
-is v = sigma(theta) G(alpha) + r(theta) with G = J(alpha)^T p, p the weights of
-the margins (they do not depend on alpha: the forward pass does not), so the
-condition D_k . v + KAPPA z_k = 0 reads
+affine in alpha (v_a the second-layer weight of neuron a). The fit and stiff
+fields are v = sigma(theta) G(alpha) + r(theta) with G = J(alpha)^T p, p the
+weights of the margins (on the surface they do not depend on alpha: the forward
+pass does not), so the condition D_k . v + KAPPA z_k = 0 reads
 
     sum_j (D_k . E_j) p_(i_j) alpha_j = -(D_k . r + KAPPA z_k) / sigma - D_k . G(0),
 
 a K x K linear system per row (K <= MAX_PINS). sigma depends on alpha only
 weakly (fit: 1 / ||F||; far: ||phi||^2 / phi . G, where phi . E_j = y v_a z_j
-vanishes on the surface), and only through a right-hand side of the size of z:
-two passes with sigma updated solve it to rounding. This is exactly what
-`kinks.solve_slopes` solves by Newton; `tests/test_batch.py` compares the two.
+vanishes on the surface), and only through a right-hand side of the size of z
+(zero in the far phase, where D . r = -z and KAPPA = 1): a few passes solve it
+to rounding. In the sliding phase p is the multipliers of the minimal-norm point,
+which depend on alpha through the Gram matrix: `BatchField._pinned_sliding`
+alternates the two solves. This is the condition `kinks.solve_slopes` solves by
+Newton; `tests/test_batch.py` checks the batch's slopes in the single run's terms.
 
 Not served here (the row is handed off): depth >= 3 (a kink's gradient then
 depends on the slopes below it), one dataset per row, more than MAX_PINS kinks,
 a kink whose surface holds other kinks (proportional samples: the system is
-singular), or a system that is singular at a row.
+singular), a neuron pinned on samples that span its inputs, a neuron without an
+outgoing weight, a system that is singular at a row, and in the sliding phase a
+row whose multipliers are not all positive.
 """
 
 from __future__ import annotations
@@ -56,9 +61,7 @@ class Pins:
         self.singular = np.zeros(batch, bool)
         self.pins = np.zeros(batch, dtype=np.int64)
         self.releases = np.zeros(batch, dtype=np.int64)
-        self.able = (
-            network.activation == "relu" and network.depth == 2 and X.ndim == 2
-        )
+        self.able = network.activation == "relu" and network.depth == 2 and X.ndim == 2
         if not self.able:
             return
         P = network.num_parameters
@@ -71,6 +74,12 @@ class Pins:
         self.alone = np.array([np.sum(lines == lines[i]) == 1 for i in self.sample])
         self.out_slice = network.layer_slices[1]
         self.out_gather = network._gather[1][0]  # second layer: one row, d_1 entries
+        # Parameter column of each neuron's outgoing weight (-1: none, v_a = 0).
+        p2 = self.out_slice.stop - self.out_slice.start
+        self.vcol = np.where(
+            self.out_gather < p2, self.out_slice.start + self.out_gather, -1
+        )[self.neuron]
+        self.alone &= self.vcol >= 0
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -111,18 +120,31 @@ class Pins:
 
     # -- the algebra -----------------------------------------------------------------
 
-    def parts(self, rows, thetas):
-        """For rows holding kinks: valid slots (b, K), their kink indices (b, K),
-        D (b, K, P), E (b, K, P) and the samples of the slots (b, K)."""
+    def parts(self, rows, thetas, z):
+        """For rows holding kinks, z (b, K_all) their hidden pre-activations: valid
+        slots (b, K), their kink indices (b, K), D (b, K, P), E (b, K, P), the
+        samples of the slots (b, K) and dq_(i_k) / dalpha_k (b, K).
+
+        E_k = dJ_(i_k) / dalpha_k also carries y z_k in the column of v_a: the
+        forward term relu(z_k) of dq_i / dv_a is read as alpha_k z_k (and so is
+        v_a relu(z_k) in the margin q_i, through which the weights see it), the same
+        Clarke selection (the two differ by O(z_k), which the pull-back keeps at
+        rounding level), so that the pinned field is smooth across the surface and
+        the stiff phase's difference Jacobian sees slope alpha_k there, not 0 or 1
+        (with relu, RODAS4 crawled at steps of 5e-5 on a pinned row)."""
         slot = self.slot[rows]
         valid = slot >= 0
         j = np.where(valid, slot, 0)
         u = np.concatenate([thetas[:, self.out_slice], np.zeros((len(rows), 1))], 1)
         v = u[:, self.out_gather]  # (b, d_1)
         D = np.where(valid[:, :, None], self.D[j], 0.0)
-        gain = self.y[self.sample[j]] * np.take_along_axis(v, self.neuron[j], 1)
+        ys = self.y[self.sample[j]]
+        gain = ys * np.take_along_axis(v, self.neuron[j], 1)
         E = gain[:, :, None] * D
-        return valid, j, D, E, self.sample[j]
+        zk = np.take_along_axis(z, j, 1)
+        b, k = np.nonzero(valid)
+        E[b, k, self.vcol[j[b, k]]] += ys[b, k] * zk[b, k]
+        return valid, j, D, E, self.sample[j], gain * zk * valid
 
     @staticmethod
     def add_slopes(J, valid, E, samples, delta):

@@ -5,7 +5,8 @@ A row leaves the batch when it is done (a `Trajectory`), when the single run wou
 have raised at the same point of the path (`StationaryPointError`, or `FlowError`
 for a fit that never reaches the threshold, a target below the fitted norm, or a
 direction that does not converge by max_log_norm), or when it needs what only the
-single run has: a ReLU kink GF would slide along (see `invariants.batch.events`),
+single run has: a ReLU kink GF would slide along that the batch cannot pin (see
+`invariants.batch.events` and `invariants.batch.pins`),
 a step size or evaluation budget the batch cannot meet, or a sliding velocity its
 solvers cannot give. Those rows are handed off, and so is the last 1% of a large
 batch.
@@ -248,7 +249,8 @@ def _fit_step(rows, idx):
     alive = ~stiff
     origin = alive & (size < ORIGIN_TOL * np.linalg.norm(rows.theta0[idx], axis=1))
     rows.finish(idx[origin], lambda r: StationaryPointError(
-        "GF converges to the origin (batch): this initialisation never fits"))  # fmt: skip
+        "GF converges to the origin (batch): this initialisation never fits"
+    ))  # fmt: skip
     alive &= ~origin
     still = alive & stationary & ~fire
     rows.finish(idx[still], lambda r: StationaryPointError(
@@ -410,12 +412,6 @@ def _stiff_velocity(fld, r, t, state, slopes):
 def _slide_start(rows, idx):
     """Start a segment: re-read the active sets, set the segment's end."""
     fld, opts = rows.fld, rows.opts
-    held = rows.pins.held(idx)
-    # The sliding phase does not pin (its field is not affine in the slopes).
-    rows.hand_off(idx[held], "kink")
-    idx = idx[~held]
-    if not idx.size:
-        return
     s = rows.t[idx]
     q, _, z = fld.margins(idx, rows.y[idx])
     if rows.active is None:
@@ -431,6 +427,7 @@ def _slide_start(rows, idx):
     f, failed = fld.sliding_velocity(idx, rows.y[idx], active)
     rows.hand_off(idx[failed | ~np.all(np.isfinite(f), axis=1)], "sliding velocity")
     rows.f[idx] = f
+    rows.alpha0[idx] = rows.pins.alpha[idx]
     rows.fresh[idx] = False
     rtol = opts["rtol"]
     first = rows.segments[idx] == 0
@@ -462,6 +459,7 @@ def _slide_step(rows, idx):
         return v
 
     y1, f1, err = steppers.dop853_step(fun, t0, y0, f0, h, rtol, rtol)
+    alpha1 = rows.pins.alpha[idx].copy()  # the last stage is at y1
     rows.hand_off(idx[failed], "sliding velocity")
     ok = (err <= 1.0) & ~failed
     rows.h[idx] = np.where(
@@ -473,18 +471,27 @@ def _slide_step(rows, idx):
     if not ok.any():
         return
     idx, t0, y0, f0, y1, f1, h = (a[ok] for a in (idx, t0, y0, f0, y1, f1, h))
+    alpha1 = alpha1[ok]
     t1 = t0 + h
     q, _, hidden = fld.margins(idx, y1)
     g1 = _joins(rows, idx, t1, q)
     g0 = rows.g[idx]
     velocity = _sliding_velocity(rows)
-    keep, fire, z1, _ = events.screen(
-        rows, idx, velocity, t0, h, y1, g0, g1, (g0 > 0) & (g1 <= 0), hidden
-    )
+    keep, fire, z1, changed = events.screen(
+        rows, idx, velocity, t0, h, y1, g0, g1, (g0 > 0) & (g1 <= 0), hidden,
+        (rows.alpha0[idx], alpha1),
+    )  # fmt: skip
     idx, t0, y0, f0, t1, y1, f1, g1, z1 = (
         a[keep] for a in (idx, t0, y0, f0, t1, y1, f1, g1, z1)
     )
-    fire = fire[keep]
+    fire, changed = fire[keep], changed[keep]
+    if changed.any():
+        # A kink pinned or released at y1: the field there is another one.
+        ch = idx[changed]
+        f1[changed], bad = fld.sliding_velocity(ch, y1[changed], rows.active[ch])
+        rows.hand_off(ch[bad | ~np.all(np.isfinite(f1[changed]), axis=1)],
+                      "sliding velocity")  # fmt: skip
+    rows.alpha0[idx] = rows.pins.alpha[idx]
     rows.steps[idx, 2] += 1
     _record_grid(rows, idx, t1, y1)
     rows.t[idx], rows.y[idx], rows.f[idx], rows.g[idx], rows.z[idx] = t1, y1, f1, g1, z1
