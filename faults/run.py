@@ -3,10 +3,11 @@
     python faults/run.py [--only NAME ...] [--profile margin-ci|thorough]
                          [--out faults/results.jsonl] [--timeout 1200]
 
-Every run works on a fresh copy of the committed tree (`git archive HEAD`) under a
-temporary directory; the working tree is never edited. The suite first runs on the
-clean copy and must pass. Then each fault is applied to its own copy and the copy's
-suite runs with `pytest -x -n auto`: a fault is killed by the first failing test.
+Every run works on a fresh copy of the commit HEAD is at when it starts (`git
+archive`), under a temporary directory; the working tree is never edited. The suite
+first runs on the clean copy and must pass. Then each fault is applied to its own
+copy and the copy's suite runs with `pytest -x -n auto`: a fault is killed by the
+first failing test.
 Results are appended to --out as one JSON line per fault with the commit they were
 measured on; faults already there for HEAD are skipped, so an interrupted run
 resumes where it stopped.
@@ -57,14 +58,15 @@ def head_commit() -> str:
     ).stdout.strip()  # fmt: skip
 
 
-def run_one(fault: Fault, profile: str, timeout: float) -> dict:
+def run_one(fault: Fault, profile: str, timeout: float, commit: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="fault-") as tmp:
         tree = Path(tmp) / "tree"
         tree.mkdir()
-        # The committed tree, not the working one: an edit in progress must not
-        # kill (or shelter) a fault.
+        # The commit HEAD was at when the run started, not the working tree (an
+        # edit in progress must not kill or shelter a fault), nor a later HEAD (a
+        # commit made during the run would go unchecked by the baseline).
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True
+            ["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
         if fault is not BASELINE:
@@ -110,7 +112,7 @@ def run_one(fault: Fault, profile: str, timeout: float) -> dict:
     reasons = re.findall(r"^(?:FAILED|ERROR) .+? - (.*)$", output, flags=re.MULTILINE)
     # Wide lines, so the summary's failure reasons are not cut to a terminal width.
     return {
-        "commit": head_commit(),
+        "commit": commit,
         "fault": fault.name,
         "kind": fault.kind,
         "equivalent": fault.equivalent,
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
             if r["profile"] == args.profile and r.get("commit") == commit:
                 done[r["fault"]] = r
     if BASELINE.name not in done:
-        record = run_one(BASELINE, args.profile, args.timeout)
+        record = run_one(BASELINE, args.profile, args.timeout, commit)
         with out.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         done[BASELINE.name] = record
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
     for k, fault in enumerate(chosen, 1):
         if fault.name in done:
             continue
-        record = run_one(fault, args.profile, args.timeout)
+        record = run_one(fault, args.profile, args.timeout, commit)
         done[fault.name] = record
         with out.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
