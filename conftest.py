@@ -8,18 +8,10 @@ by a truthy ``CI`` environment variable (``margin-ci``), and otherwise ``dev``.
 
 import os
 
-# Must run before numpy or scipy is first imported: OpenBLAS, MKL and friends read these
-# once, when the library loads. The problems here are tiny, and under xdist extra BLAS
-# threads per worker only fight each other for cores.
-for _var in (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-):
-    os.environ.setdefault(_var, "1")
+from invariants.threads import cap_blas_threads
+
+# Must run before numpy or scipy is first imported (see invariants.threads).
+cap_blas_threads()
 
 from importlib import metadata
 

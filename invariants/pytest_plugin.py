@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from invariants.threads import cap_blas_threads
+
 __all__ = [
     "FAMILIES",
     "TRAINER_ENV_VAR",
@@ -34,14 +36,6 @@ __all__ = [
 TRAINER_ENV_VAR = "MARGIN_INVARIANTS_TRAINER"
 _SEED_KEY = "margin_invariants_case_seed"
 FAMILIES = ("fully_connected", "diagonal", "no_share", "convolutional", "shared")
-_BLAS_THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
 
 
 @dataclass
@@ -126,8 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     # Before the trainer's module imports numpy: these tiny problems only lose from
     # several BLAS threads per xdist worker.
-    for var in _BLAS_THREAD_VARS:
-        os.environ.setdefault(var, "1")
+    cap_blas_threads()
 
     from invariants.profiles import select_profile
     from invariants.trainer import TrainerSpecError, load_trainer
