@@ -175,7 +175,7 @@ def _sweep(args) -> int:
 
     progress = None if args.quiet else sweep.print_progress
     if args.summarize:
-        given = [f"--{name}" for name in ("runs", "seed", "out", "shard")
+        given = [f"--{name}" for name in ("runs", "seed", "out", "shard", "batch")
                  if getattr(args, name) is not None]  # fmt: skip
         if given:
             raise UsageError(
@@ -192,6 +192,7 @@ def _sweep(args) -> int:
                 args.out,
                 progress=progress,
                 shard=args.shard or (0, 1),
+                batch=sweep.BATCH if args.batch is None else args.batch,
             )
     except OSError as exc:
         where = exc.filename or args.out

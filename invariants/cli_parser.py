@@ -219,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only the k with k %% N == I (split one seed across N machines)",
     )
     sw.add_argument(
+        "--batch",
+        type=_count,
+        metavar="B",
+        help="simulate B runs at a time with the batch simulator (default 50; "
+        "1 runs each alone with the single run)",
+    )
+    sw.add_argument(
         "--summarize",
         nargs="+",
         metavar="FILE.jsonl",

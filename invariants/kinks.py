@@ -128,9 +128,13 @@ def solve_slopes(network, X, state, pinned, velocity, alpha0=None, cache=None):
             A = cache.get("A")
             if A is not None and A.shape == (len(pinned),) * 2:
                 inside = lsq_linear(A, A @ alpha, bounds=(0.0, 1.0)).x
-                g_in, v_in, scale_in = residual(inside)
-                if np.all(np.abs(g_in) <= SLOPE_TOL * np.maximum(scale_in, 1e-300)):
-                    return inside, v_in
+                # Both promises re-checked: inside the box, and holding the surface;
+                # otherwise alpha, which already holds it, is the answer.
+                if np.all((inside >= 0) & (inside <= 1)):
+                    g_in, v_in, scale_in = residual(inside)
+                    held = np.abs(g_in) <= SLOPE_TOL * np.maximum(scale_in, 1e-300)
+                    if np.all(held):
+                        return inside, v_in
             return alpha, v
         A = cache.get("A")
         if A is None or A.shape != (len(pinned),) * 2:

@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import nnls
 
 from invariants.activation import ZERO_INPUT_TOL, zero_inputs
+from invariants.ldp import check_nnls
 from invariants.networks import Network
 from invariants.validation import check_dataset, check_theta, check_tolerance
 
@@ -185,11 +186,15 @@ def kkt_point(
 
     # 2. Non-negative least squares on unit columns (their sizes differ by the
     # data's scale), then the residual recomputed from the weights it returned.
+    # The residual is a verdict only at the best weights: a suboptimal answer
+    # would call a KKT point non-KKT, so NNLS's own optimality is re-checked.
     norms = np.linalg.norm(C, axis=0)
     usable = norms > 0
     mu = np.zeros(C.shape[1])
     if np.any(usable):
-        mu[usable] = nnls(C[:, usable] / norms[usable], theta_t, maxiter=None)[0]
+        unit = C[:, usable] / norms[usable]
+        mu[usable] = nnls(unit, theta_t, maxiter=None)[0]
+        check_nnls(unit, theta_t, mu[usable], "KKT multipliers' NNLS")
         mu[usable] /= norms[usable]
     size = float(np.linalg.norm(theta_t))
     residual = float(np.linalg.norm(theta_t - C @ mu)) / size

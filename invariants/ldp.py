@@ -8,7 +8,8 @@ if the residual vanishes, the constraints are infeasible.
 The answer is re-checked, never trusted: feasibility of d, non-negativity of the
 multipliers, stationarity d = G^T lambda and complementary slackness are recomputed
 here, relative to the data's scale (each constraint is normalised before the solve,
-since NNLS verdicts depend on scale).
+since NNLS verdicts depend on scale). The NNLS answer itself is checked optimal
+(`check_nnls`) before either verdict, feasible or infeasible, is read from it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,21 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import nnls
 
-__all__ = ["InfeasibleError", "LeastDistance", "SolverCheckError", "least_distance"]
+__all__ = [
+    "NNLS_TOL",
+    "InfeasibleError",
+    "LeastDistance",
+    "SolverCheckError",
+    "check_nnls",
+    "least_distance",
+]
+
+# Slack of the NNLS optimality conditions, in units of eps times the size of the
+# gradient's terms (see `check_nnls`). Forming b - A x and A^T r rounds at that size,
+# and a backward-stable least-squares solve on the passive set leaves a gradient of
+# the same order there; a wrong multiplier moves the gradient by ||a_i||^2 times its
+# error, which a factor of a few thousand ulps cannot hide.
+NNLS_TOL = 4096 * np.finfo(float).eps
 
 
 class InfeasibleError(ValueError):
@@ -78,6 +93,7 @@ def least_distance(
     f = np.zeros(E.shape[0])
     f[-1] = 1.0
     u, _ = nnls(E, f, maxiter=50 * E.shape[1] + 100)
+    check_nnls(E, f, u, "least-distance NNLS")
     r = E @ u - f
     # r_last = -1 / (1 + ||d||^2) up to scale; it is exactly 0 when infeasible, and
     # small but negative when the answer is merely long, so decide by re-checking.
@@ -91,6 +107,35 @@ def least_distance(
             f"{r[-1]:.3g}; its candidate violates a constraint)"
         )
     return LeastDistance(d, lam, check_least_distance(G, h, d, lam, tol=tol))
+
+
+def check_nnls(
+    A: np.ndarray, b: np.ndarray, x: np.ndarray, what: str = "NNLS"
+) -> float:
+    """The optimality conditions of min ||A x - b|| over x >= 0, recomputed.
+
+    With the gradient w = A^T (b - A x): x >= 0, w_i <= 0 where x_i = 0 (no
+    multiplier can grow and shrink the residual) and w_i = 0 where x_i > 0, each up
+    to NNLS_TOL relative to ||a_i|| (||b|| + ||A|| ||x||), the size of the terms
+    that round in w_i (a negative x_i counts as the gradient ||a_i||^2 |x_i|).
+    Returns the worst violation in those units; raises SolverCheckError, naming
+    the entry, when it exceeds NNLS_TOL."""
+    w = A.T @ (b - A @ x)
+    col = np.linalg.norm(A, axis=0)
+    size = col * (np.linalg.norm(b) + np.linalg.norm(A) * np.linalg.norm(x))
+    size = np.maximum(size, np.finfo(float).tiny)
+    negative = np.maximum(0.0, -x) * col**2 / size
+    # A zero entry may only have w_i <= 0; a positive one needs w_i = 0.
+    gradient = np.where(x > 0, np.abs(w), np.maximum(w, 0.0)) / size
+    for rel, kind in ((negative, "infeasible"), (gradient, "not optimal")):
+        worst = int(np.argmax(rel)) if rel.size else 0
+        if rel.size and not rel[worst] <= NNLS_TOL:
+            raise SolverCheckError(
+                f"{what} answer is {kind}: entry {worst} ({x[worst]:.3g}) has "
+                f"gradient {w[worst]:.3g}, violation {rel[worst]:.2e} relative, "
+                f"above NNLS_TOL={NNLS_TOL:.1e}"
+            )
+    return float(max(negative.max(initial=0.0), gradient.max(initial=0.0)))
 
 
 def check_least_distance(G, h, d, lam, *, tol: float) -> dict:

@@ -19,6 +19,12 @@ to its converged limit and decides, honestly:
 - "simulator failed": the simulator gave up (budget, or too slow to converge); the
   summary bounds the estimate both ways for these.
 
+`run_batch(ks, seed)` does the same for many k at once, their flows simulated
+together by `invariants.batch.gradient_flows` (which re-runs the rows it cannot
+batch by the single run); each record names its simulator. The two differ on runs
+where the single run spends its budget chattering on a kink into a point with a
+margin stuck at 0: the batch pins that kink and says "no fit" there.
+
 Runs are independent and seeded by (seed, k), so a sweep can be split across
 machines and resumed: `sweep` appends one JSON line per run to `out` and skips the
 k already there; `shard` splits one seed's runs by k. `load` merges the files of a
@@ -37,7 +43,17 @@ import numpy as np
 
 from invariants.cases import get
 
-__all__ = ["EVENT_PROBABILITY", "in_proof_event", "load", "run", "summary", "sweep"]
+__all__ = [
+    "BATCH",
+    "EVENT_PROBABILITY",
+    "in_proof_event",
+    "load",
+    "run",
+    "run_batch",
+    "summary",
+    "sweep",
+    "theta0_of",
+]
 
 _ANGLE = math.acos(-15.0 / 17.0)  # between x_1 and x_2
 # P(w . x_1 > 0 and w . x_2 > 0) for Gaussian w is (pi - angle) / (2 pi); the event
@@ -46,6 +62,11 @@ _ANGLE = math.acos(-15.0 / 17.0)  # between x_1 and x_2
 EVENT_PROBABILITY = ((math.pi - _ANGLE) / (2.0 * math.pi)) ** 2
 # Radius of the local witness search around theta~ (||theta~||^2 = 8 there).
 WITNESS_RADIUS = 0.05
+# The single run's budget of field evaluations per run, in both simulators.
+MAX_EVALUATIONS = 60_000
+# Runs simulated together by default (`sweep(batch=...)`): enough rows to amortise
+# the batch's per-step overhead, few enough that an interrupted sweep loses little.
+BATCH = 50
 
 
 def in_proof_event(theta0) -> bool:
@@ -59,75 +80,135 @@ def in_proof_event(theta0) -> bool:
     return False
 
 
+def theta0_of(k: int, seed: int) -> np.ndarray:
+    """Run k's initialisation: i.i.d. standard Gaussian from `default_rng([seed, k])`."""
+    P = get("thm3.2").network.num_parameters
+    return np.random.default_rng([seed, k]).standard_normal(P)
+
+
 def run(k: int, seed: int, *, direction_tol: float = 1e-9) -> dict:
-    """One seeded run of the sweep (see the module docstring)."""
+    """One seeded run of the sweep (see the module docstring), by the single run."""
+    from invariants.flow import gradient_flow
+
+    c = get("thm3.2")
+    theta0 = theta0_of(k, seed)
+    started = time.perf_counter()
+    try:
+        flow = gradient_flow(
+            c.network, c.case.X, c.case.y, theta0,
+            direction_tol=direction_tol, max_evaluations=MAX_EVALUATIONS,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - judged by `verdict` like the batch's
+        flow = exc
+    return verdict(k, seed, theta0, flow, started, "single")
+
+
+def run_batch(ks, seed: int, *, direction_tol: float = 1e-9) -> list[dict]:
+    """The runs `ks` of the sweep, their flows simulated together by
+    `invariants.batch.gradient_flows`; the verdicts are decided row by row, as in
+    `run`. A record's `seconds` is its share of the batch plus its own verdict."""
+    from invariants.batch import gradient_flows
+
+    c = get("thm3.2")
+    thetas0 = np.array([theta0_of(k, seed) for k in ks])
+    started = time.perf_counter()
+    flows = gradient_flows(
+        c.network, c.case.X, c.case.y, thetas0,
+        direction_tol=direction_tol, max_evaluations=MAX_EVALUATIONS,
+    )  # fmt: skip
+    share = (time.perf_counter() - started) / max(len(ks), 1)
+    return [
+        verdict(k, seed, theta0, flow, time.perf_counter() - share, "batch")
+        for k, theta0, flow in zip(ks, thetas0, flows)
+    ]
+
+
+def verdict(k, seed, theta0, flow, started, simulator) -> dict:
+    """The record of run k: `flow` is its `Trajectory` or the exception the
+    simulator raised (see the module docstring for the verdicts)."""
     from invariants.certify.conic import certify_theorem_4_3
-    from invariants.certify.record import NotApplicableError
-    from invariants.flow import FlowError, StationaryPointError, gradient_flow
+    from invariants.certify.record import CertificateError, NotApplicableError
+    from invariants.flow import FlowError, StationaryPointError
     from invariants.witness import find_local_improvement
 
     c = get("thm3.2")
     net, X, y = c.network, c.case.X, c.case.y
-    theta0 = np.random.default_rng([seed, k]).standard_normal(net.num_parameters)
-    record = {"k": k, "seed": seed, "theta0": theta0.tolist()}
+    record = {"k": k, "seed": seed, "theta0": np.asarray(theta0).tolist()}
     record["in_proof_event"] = in_proof_event(theta0)
-    started = time.perf_counter()
-    try:
-        traj = gradient_flow(
-            net, X, y, theta0, direction_tol=direction_tol, max_evaluations=60_000
-        )
-    except StationaryPointError as exc:
+    record["simulator"] = simulator
+    if isinstance(flow, StationaryPointError):
         # GF itself never passes the loss threshold: Theorem 2.1 does not apply.
-        record.update(verdict="no fit", reason=str(exc))
-        record["seconds"] = time.perf_counter() - started
-        return record
-    except FlowError as exc:
-        record.update(verdict="simulator failed", reason=str(exc))
-        record["seconds"] = time.perf_counter() - started
-        return record
-    theta = traj.theta_tilde
-    record.update(theta_tilde=theta.tolist(), norm_squared=traj.norm_squared)
-    try:
-        if certify_theorem_4_3(net, X, y, theta).holds:
-            record["verdict"] = "local"
-    except NotApplicableError:
-        pass
-    if "verdict" not in record:
-        witness = find_local_improvement(net, X, y, theta, WITNESS_RADIUS, seed=k)
-        if witness is not None and witness.verify():
-            record["verdict"] = "not local"
-            record["witness"] = witness.to_dict()
-        else:
-            record["verdict"] = "undecided"
+        record.update(verdict="no fit", reason=str(flow))
+    elif isinstance(flow, FlowError):
+        record.update(verdict="simulator failed", reason=str(flow))
+    elif isinstance(flow, BaseException):
+        raise flow
+    else:
+        theta = flow.theta_tilde
+        record.update(theta_tilde=theta.tolist(), norm_squared=flow.norm_squared)
+        try:
+            if certify_theorem_4_3(net, X, y, theta).holds:
+                record["verdict"] = "local"
+        except NotApplicableError:
+            pass
+        except CertificateError as exc:
+            # A solve that failed its re-check decides nothing: the witness may.
+            record["certificate_error"] = str(exc)
+        if "verdict" not in record:
+            witness = find_local_improvement(net, X, y, theta, WITNESS_RADIUS, seed=k)
+            if witness is not None and witness.verify():
+                record["verdict"] = "not local"
+                record["witness"] = witness.to_dict()
+            else:
+                record["verdict"] = "undecided"
     record["seconds"] = time.perf_counter() - started
     return record
 
 
 def sweep(
-    runs: int, seed: int, out=None, *, progress=None, shard: tuple[int, int] = (0, 1)
+    runs: int,
+    seed: int,
+    out=None,
+    *,
+    progress=None,
+    shard: tuple[int, int] = (0, 1),
+    batch: int = 1,
 ) -> list[dict]:
     """Runs k = 0..runs-1 (those not already in `out`), appending each to `out` as a
     JSON line; returns every record for this seed. `progress(done, total, record)` is
     called after each run. `shard=(i, n)` keeps the k with k % n == i, so n machines
-    can share one seed's runs, each with its own file (merge them with `load`)."""
+    can share one seed's runs, each with its own file (merge them with `load`).
+
+    batch > 1 simulates that many runs at a time with the batch simulator
+    (`run_batch`), appending them as each group finishes; batch=1 runs each alone
+    (`run`). Each record names the simulator that produced it."""
     if not (isinstance(runs, int) and runs >= 1):
         raise ValueError(f"runs must be an integer >= 1, got runs={runs!r}")
     i, n = shard
     if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
         raise ValueError(f"shard=(i, n) needs integers 0 <= i < n, got {shard!r}")
+    if not (isinstance(batch, int) and batch >= 1):
+        raise ValueError(f"batch must be an integer >= 1, got batch={batch!r}")
     path = Path(out) if out is not None else None
     records = {}
     if path is not None and path.exists():
         records = {r["k"]: r for r in load([path]) if r["seed"] == seed}
     todo = [k for k in range(i, runs, n) if k not in records]
-    for done, k in enumerate(todo, start=1):
-        record = run(k, seed)
-        records[k] = record
+    done = 0
+    for start in range(0, len(todo), batch):
+        group = todo[start : start + batch]
+        if batch == 1:
+            new = [run(group[0], seed)]
+        else:
+            new = run_batch(group, seed)
         if path is not None:
             with path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-        if progress is not None:
-            progress(done, len(todo), record)
+                fh.writelines(json.dumps(record) + "\n" for record in new)
+        for record in new:
+            records[record["k"]] = record
+            done += 1
+            if progress is not None:
+                progress(done, len(todo), record)
     return [records[k] for k in sorted(records) if k < runs and k % n == i]
 
 

@@ -26,7 +26,7 @@ DIRECTION_TOL = 1e-7
 # Draws of `invariants.sweep.run` (seed 0): 6 and 9 reach a limit without a kink,
 # 11 crosses a kink in the fit phase, 5 starts with every neuron dead, 0 slides
 # along a kink into a point that does not fit (pinned, by the batch too), 4 pins
-# one neuron on both samples (its weights held at 0: the batch hands it off).
+# one neuron on both samples (its weights held at 0: the batch lets it go there).
 SWEEP_KS = (6, 9, 11, 5, 0, 4)
 
 
@@ -108,8 +108,9 @@ def test_thm32_batch_gives_the_single_runs_answers(thm32):
     assert_same_answers(c.network, batch, single, direction_tol=DIRECTION_TOL)
     # The construction's limit, neuron 2 zero: what the sweep's verdict reads.
     np.testing.assert_allclose(batch[0].theta_tilde, c.limit, atol=1e-6)
-    assert stats["handoffs"] == 1 and stats["handoff_reasons"] == {"kink": 1}
-    assert isinstance(batch[5], StationaryPointError) and stats["pinned_rows"] == 1
+    assert stats["handoffs"] == 0 and stats["collapsed_rows"] == 1
+    assert isinstance(batch[5], StationaryPointError)
+    assert isinstance(batch[6], StationaryPointError) and stats["pinned_rows"] == 2
 
 
 def test_thm32_batch_trajectories_are_trajectories(thm32):
@@ -136,7 +137,7 @@ def test_handoff_is_counted_and_returned_without_rerun():
     stats = {}
     out = gradient_flows(
         c.network, c.case.X, c.case.y, sweep_inits([4, 5]), handoff=False,
-        stats=stats, **SWEEP,
+        pin_kinks=False, stats=stats, **SWEEP,
     )  # fmt: skip
     assert isinstance(out[0], HandoffRequired) and "kink" in str(out[0])
     assert isinstance(out[1], StationaryPointError)
@@ -148,8 +149,9 @@ def test_comparison_fails_on_a_handoff_and_on_a_perturbed_field(monkeypatch, thm
     rows = [1, 2, 6]  # k = 6, 9, 4
     thetas = np.vstack([c.case.theta0, sweep_inits(SWEEP_KS)])[rows]
     expected = [single[r] for r in rows]
+    # Without pinning, k = 4's kink is the single run's: an unfinished row.
     unfinished = gradient_flows(
-        c.network, c.case.X, c.case.y, thetas, handoff=False, **SWEEP
+        c.network, c.case.X, c.case.y, thetas, handoff=False, pin_kinks=False, **SWEEP
     )
     with pytest.raises(AssertionError, match="row 2: batch 'HandoffRequired'"):
         assert_same_answers(c.network, unfinished, expected, direction_tol=1e-7)
@@ -332,3 +334,69 @@ def test_comparison_fails_on_a_broken_pinning(monkeypatch, kink_case):
     )
     with pytest.raises(AssertionError, match="disagree on 1 of 1"):
         assert_same_answers(case.network, broken, [single], direction_tol=DIRECTION_TOL)
+
+
+# -- a neuron held at the origin of its incoming weights -----------------------------
+
+# Sweep draws (seed 0) whose second neuron (v < 0) is pushed onto its kinks on both
+# samples, which span R^2: its weights reach 0 and stay there. 227 and 284 then
+# reach Theorem 3.2's limit with the other neuron; 4 never fits.
+COLLAPSING_KS = (227, 284, 4)
+
+
+@pytest.fixture(scope="module")
+def collapsing():
+    c = get("thm3.2")
+    thetas = sweep_inits(COLLAPSING_KS)
+    single = singles(c.network, c.case.X, c.case.y, thetas, **SWEEP)
+    return c, thetas, single
+
+
+def test_a_neuron_at_the_origin_is_let_go_and_the_answers_agree(collapsing):
+    c, thetas, single = collapsing
+    stats = {}
+    batch = gradient_flows(
+        c.network, c.case.X, c.case.y, thetas, handoff=False, stats=stats, **SWEEP
+    )
+    assert stats["handoffs"] == 0 and stats["collapsed_rows"] == 3
+    assert_same_answers(c.network, batch, single, direction_tol=DIRECTION_TOL)
+    for traj in batch[:2]:
+        limit = traj.theta_tilde  # up to the order of the two neurons
+        if abs(limit[4]) < abs(limit[5]):
+            limit = limit[[2, 3, 0, 1, 5, 4]]
+        np.testing.assert_allclose(limit, c.limit, atol=1e-6)
+        # From the collapse on, the neuron's incoming weights are exactly 0 and its
+        # output weight does not move (ReLU(0) = 0 multiplies its gradient): its
+        # drift is integration error against a weight 1e-9 of ||theta||, as for
+        # the construction's frozen neuron above.
+        theta = traj.thetas[-1]
+        dead = 1 if np.all(theta[2:4] == 0.0) else 0
+        assert np.all(theta[2 * dead : 2 * dead + 2] == 0.0)
+        v = traj.thetas[:, 4 + dead]
+        held = np.flatnonzero(np.all(traj.thetas[:, 2 * dead : 2 * dead + 2] == 0, 1))
+        assert held.size >= 2 and np.all(held == np.arange(held[0], len(v)))
+        np.testing.assert_allclose(v[held], v[held[0]], rtol=1e-5)
+    assert isinstance(batch[2], StationaryPointError)
+
+
+def test_comparison_fails_when_the_wrong_neuron_is_let_go(monkeypatch, collapsing):
+    # The collapse zeroing the other neuron's weights: the batch's limits are no
+    # longer GF's, and the agreement check says so.
+    from invariants.batch.pins import Pins
+
+    c, thetas, single = collapsing
+    true_collapsing = Pins.collapsing
+
+    def other_neuron(self, r, j):
+        cols = true_collapsing(self, r, j)
+        if cols is None:
+            return None
+        other = 1 - int(self.neuron[j])
+        return self.incoming[other]
+
+    monkeypatch.setattr(Pins, "collapsing", other_neuron)
+    broken = gradient_flows(
+        c.network, c.case.X, c.case.y, thetas[:2], handoff=False, **SWEEP
+    )
+    with pytest.raises(AssertionError, match="disagree on 2 of 2"):
+        assert_same_answers(c.network, broken, single[:2], direction_tol=DIRECTION_TOL)

@@ -123,7 +123,8 @@ def test_faulty_shared_weight_gradient_fails_with_a_report(tmp_path):
     assert float(measured[1]) > float(measured[2])
     assert "C.2 layers 1-2" in out
     assert re.search(
-        r"Falsifying (explicit )?example: "
+        # Hypothesis 6.170 prints "Failing" where earlier versions print "Falsifying".
+        r"(Falsifying|Failing) (explicit )?example: "
         r"test_conserved_quantities_of_lemmas_c1_to_c3\(",
         out,
     )

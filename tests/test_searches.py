@@ -3,8 +3,11 @@ Hypothesis search per negative regime for data and inits whose GF limit admits a
 verified witness, and the minimal counterexamples they found, pinned.
 
 The searches (`slow`, run by `--run-slow` or the `thorough` profile) use
-`hypothesis.find` with a derandomised, database-free budget; each returns the
-shrunk case it found, which is printed for pinning. The pinned cases below came from
+`hypothesis.find` with a derandomised, database-free budget. Each example is a
+case and a seed: the case's theta0 and INITS - 1 Gaussian draws at its scale are
+simulated together by the batch simulator (`invariants.batch.gradient_flows`),
+and the example is a counterexample when one of those limits is. The search
+prints the shrunk case with the init that made it one, for pinning. The pinned cases below came from
 those searches on this project's machine (the printed `Case.from_dict` reprs) and
 run in the default suite: each limit must admit a witness that re-verifies in exact
 arithmetic, in a regime where the classifier promises no such optimality.
@@ -12,9 +15,10 @@ arithmetic, in a regime where the classifier promises no such optimality.
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, find, settings, target
+from hypothesis import HealthCheck, currently_in_test_context, find, settings, target
 from hypothesis import strategies as st
 
+from invariants.batch import gradient_flows
 from invariants.casefile import Case
 from invariants.flow import FlowError, StationaryPointError, simulate
 from invariants.regimes import classify
@@ -29,6 +33,8 @@ from strategies import (
 )
 
 RELU = st.just("relu")
+# Initialisations per drawn case in the searches, simulated as one batch.
+INITS = 8
 # Local witnesses are searched within this fraction of ||theta~||.
 RADIUS = 1e-2
 
@@ -175,13 +181,6 @@ def witness_of(case):
     return None if theta is None else local_witness(case, theta)
 
 
-def is_counterexample(case) -> bool:
-    witness = witness_of(case)
-    # Steers generation towards large norm gaps; `find` stops at the first hit.
-    target(0.0 if witness is None else witness.relative_gap, label="norm gap")
-    return witness is not None
-
-
 def is_per_layer_counterexample(case) -> bool:
     theta = limit(case)
     if theta is None:
@@ -218,8 +217,84 @@ def test_pinned_per_layer_counterexample():
     assert layer not in regime.layers and witness.verify() and witness.layer == layer
 
 
+def inits_of(case, seed):
+    """The case's theta0 and INITS - 1 i.i.d. Gaussian draws of its scale."""
+    theta0 = np.asarray(case.theta0, float)
+    scale = np.linalg.norm(theta0) / np.sqrt(theta0.size)
+    draws = np.random.default_rng(seed).standard_normal((INITS - 1, theta0.size))
+    return np.vstack([theta0, scale * draws])
+
+
+def with_theta0(case, theta0):
+    return Case.from_dict({**case.to_dict(), "theta0": list(map(float, theta0))})
+
+
+def batch_limits(case, thetas0):
+    flows = gradient_flows(
+        case.network, case.X, case.y, thetas0, case.loss,
+        direction_tol=1e-9, max_evaluations=30_000,
+    )  # fmt: skip
+    return [None if isinstance(f, Exception) else f.theta_tilde for f in flows]
+
+
+def first_counterexample(case, seed, layered=False):
+    """(case with the first init whose limit has a local witness, that witness),
+    or None; with `layered`, a witness for one unguaranteed layer (Problem 4)."""
+    thetas0 = inits_of(case, seed)
+    for theta0, theta in zip(thetas0, batch_limits(case, thetas0)):
+        if theta is None:
+            continue
+        if layered:
+            layers = classify(case.network, theta, case.X).unguaranteed_layers
+            found = [
+                w for l in layers
+                if (w := local_witness(case, theta, layer=l, budget=12)) is not None
+            ]  # fmt: skip
+            witness = found[0] if found else None
+        else:
+            witness = local_witness(case, theta)
+        if witness is not None:
+            _target(witness.relative_gap)
+            return with_theta0(case, theta0), witness
+    _target(0.0)
+    return None
+
+
+def _target(gap):
+    # Steers a search towards large norm gaps; `find` stops at the first hit.
+    if currently_in_test_context():
+        target(gap, label="norm gap")
+
+
+def cases_and_seeds(networks):
+    return st.tuples(training_cases(networks=networks), st.integers(0, 2**32 - 1))
+
+
+def test_batched_search_finds_a_pinned_counterexample_and_not_a_global_optimum():
+    # The predicate the searches use, on one example each way: the pinned diagonal
+    # counterexample (its own theta0 is row 0), and Theorem 3.1's regime (linear
+    # fully-connected: every limit is a global optimum, so no init can be one).
+    found = first_counterexample(PINNED["diagonal"], seed=0)
+    assert found is not None and found[1].verify()
+    assert list(found[0].theta0) == list(PINNED["diagonal"].theta0)
+    linear = Case.from_dict(
+        {
+            "network": {
+                "family": "fully_connected", "widths": [2, 2, 1],
+                "activation": "linear",
+            },
+            "X": [[1.0, 0.5], [-0.25, 1.0]],
+            "y": [1, -1],
+            "theta0": [0.3, -0.2, 0.5, 0.1, 0.7, -0.4],
+            "loss": "exponential",
+        }
+    )  # fmt: skip
+    assert first_counterexample(linear, seed=0) is None
+
+
+# 100 examples of INITS inits each: 800 limits per search (300 before batching).
 SEARCH = settings(
-    max_examples=300,
+    max_examples=100,
     database=None,
     derandomize=True,
     deadline=None,
@@ -233,18 +308,26 @@ def test_search_finds_a_counterexample(regime):
     """Expected outcome: a case whose GF limit is not a local optimum, found from the
     regime's generic strategy alone; printed so it can be pinned above."""
     found = find(
-        training_cases(networks=REGIMES[regime]), is_counterexample, settings=SEARCH
+        cases_and_seeds(REGIMES[regime]),
+        lambda pair: first_counterexample(*pair) is not None,
+        settings=SEARCH,
     )
-    print(f"{regime}: {found!r}")
-    witness = witness_of(found)
-    assert witness is not None and witness.verify()
+    case, witness = first_counterexample(*found)
+    print(f"{regime}: {case!r}")
+    assert witness.verify()
+    # Found again by the single run, from the printed case alone.
+    again = witness_of(case)
+    assert again is not None and again.verify()
 
 
 @pytest.mark.slow
 def test_search_finds_a_per_layer_counterexample():
     networks = fully_connected_networks(max_depth=3, max_width=3, activations=RELU)
     found = find(
-        training_cases(networks=networks), is_per_layer_counterexample, settings=SEARCH
+        cases_and_seeds(networks),
+        lambda pair: first_counterexample(*pair, layered=True) is not None,
+        settings=SEARCH,
     )
-    print(f"per-layer: {found!r}")
-    assert is_per_layer_counterexample(found)
+    case, witness = first_counterexample(*found, layered=True)
+    print(f"per-layer: {case!r}")
+    assert witness.verify() and is_per_layer_counterexample(case)

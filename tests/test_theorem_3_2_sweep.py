@@ -11,6 +11,7 @@ import pytest
 from invariants import sweep
 from invariants.cases import get
 from invariants.exact_check import Witness
+from tests.cli_helpers import assert_one_error_line, run_cli
 
 
 def event_inits(count, seed):
@@ -94,6 +95,25 @@ def test_shards_in_separate_files_merge_into_the_whole_sweep(tmp_path):
     assert sweep.summary(merged) == sweep.summary(whole)
 
 
+def test_a_batched_sweep_gives_the_single_runs_verdicts(tmp_path):
+    # Seed 3, k = 0..6: four inits that never fit, one with every neuron dead, two
+    # whose limit Theorem 4.3 certifies local. Half the runs first, one at a time;
+    # the batch resumes the file.
+    out = tmp_path / "runs.jsonl"
+    single = sweep.sweep(7, seed=3)
+    sweep.sweep(7, seed=3, out=out, shard=(0, 2))
+    batched = sweep.sweep(7, seed=3, out=out, batch=7)
+    assert [r["verdict"] for r in batched] == [r["verdict"] for r in single]
+    assert {r["verdict"] for r in single} == {"no fit", "local"}
+    assert [r["simulator"] for r in batched] == ["single", "batch"] * 3 + ["single"]
+    for b, s in zip(batched, single):
+        if s["verdict"] == "local":
+            np.testing.assert_allclose(b["theta_tilde"], s["theta_tilde"], atol=1e-7)
+    assert sweep.load([out]) == batched
+    with pytest.raises(ValueError, match="batch must be"):
+        sweep.sweep(4, seed=0, batch=0)
+
+
 def test_a_run_cut_off_mid_write_is_named(tmp_path):
     path = tmp_path / "runs.jsonl"
     path.write_text(
@@ -118,3 +138,17 @@ def test_wilson_interval():
 def test_bad_runs_are_refused():
     with pytest.raises(ValueError, match="runs must be"):
         sweep.sweep(0, seed=0)
+
+
+def test_the_sweep_command_runs_resumes_and_summarises(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    ran = run_cli("sweep", "thm3.2", "--runs", 3, "--seed", 3, "--batch", 3,
+                  "--out", out, "-q")  # fmt: skip
+    assert ran.returncode == 0 and ran.stderr == "", ran.stderr
+    summary = json.loads(ran.stdout)
+    assert summary["runs"] == 3 and summary["verdicts"] == {"no fit": 3}
+    assert [r["simulator"] for r in sweep.load([out])] == ["batch"] * 3
+    merged = run_cli("sweep", "thm3.2", "--summarize", out)
+    assert json.loads(merged.stdout) == summary
+    for bad in (("--summarize", out, "--batch", 2), ("--batch", 0)):
+        assert_one_error_line(run_cli("sweep", "thm3.2", *bad), 2)

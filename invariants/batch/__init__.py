@@ -28,12 +28,16 @@ sides is pinned, as the single run pins it, at depth 2 and for up to two kinks a
 row (`invariants.batch.pins`: the slopes solve a small linear system per row, in
 every phase), and released when its slope leaves [0, 1], located like a crossing.
 
+A neuron pushed onto kinks on samples that span its own incoming weights is at
+their origin: the batch sets them to exactly 0 and lets the neuron go, where the
+single run's slope solve fails and chatters (`invariants.batch.pins`).
+
 What the batch does not do, it hands off: a row at an attracting kink it cannot
-pin (depth >= 3, a third kink, a neuron pinned on samples spanning its inputs,
-proportional samples, one dataset per row, pin_kinks=False), whose step
+pin (depth >= 3, a third kink, proportional samples, weights shared with another
+neuron, one dataset per row, pin_kinks=False), whose step
 control fails, whose fit looks stiff, that exceeds max_evaluations (not counting
-the Jacobian's difference columns), or that is among the last 1% of a large batch
-still running, is re-run from its theta0 by `gradient_flow` itself, so its answer
+the Jacobian's difference columns), is re-run from its theta0 by
+`gradient_flow` itself, so its answer
 is exactly the single run's. `stats` (a dict, if given) receives the handoff
 counts by reason and the batch's own evaluation counts. The batch never returns a
 trajectory it did not follow to the end with its error control.
@@ -161,6 +165,8 @@ def gradient_flows(
             batch_evaluations=fld.evaluations.copy(),
             # Rows the batch finished itself that held a kink on the way.
             pinned_rows=int(np.sum((rows.pins.pins > 0) & (rows.phase != OUT))),
+            # Rows that let a neuron go at the origin of its incoming weights.
+            collapsed_rows=int(np.sum(getattr(rows.pins, "collapses", 0) > 0)),
             steps=rows.steps.copy(),
         )
     return out

@@ -130,6 +130,15 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
             handed[k] = True
         elif pulled:
             pulled = [pulled[0][0]]
+            cols = None if alpha is None else pins.collapsing(r, pulled[0])
+            if cols is not None and not pins.can_pin(r, pulled[0]):
+                # The neuron's own weights are held at the origin: let it go
+                # (see `invariants.batch.pins`). Every input to it is now 0.
+                pins.collapse(r, pulled[0])
+                y1[k, cols] = 0.0
+                z1[k, pins.neuron == pins.neuron[pulled[0]]] = 0.0
+                changed[k] = True
+                continue
             if alpha is None or not pins.can_pin(r, pulled[0]):
                 handed[k] = True
                 continue

@@ -28,9 +28,18 @@ Newton; `tests/test_batch.py` checks the batch's slopes in the single run's term
 Not served here (the row is handed off): depth >= 3 (a kink's gradient then
 depends on the slopes below it), one dataset per row, more than MAX_PINS kinks,
 a kink whose surface holds other kinks (proportional samples: the system is
-singular), a neuron pinned on samples that span its inputs, a neuron without an
-outgoing weight, a system that is singular at a row, and in the sliding phase a
-row whose multipliers are not all positive.
+singular), a neuron without an outgoing weight, a system that is singular at a
+row, and in the sliding phase a row whose multipliers are not all positive.
+
+A neuron pushed onto kinks on samples that span its inputs is pushed onto the
+origin of its incoming weights: every input to it is then zero, and the slopes
+that would hold it there are not unique (the condition is homogeneous in them).
+If those weights are its own (not shared with another neuron), the batch sets
+them to exactly 0 and lets the neuron go: with ReLU'(0) = 0 the field leaves
+them at 0 and the neuron's output weight alone (it is multiplied by ReLU(0)), the
+minimal-norm Clarke selection there, and the only path once both sides of every
+one of its kinks push towards them. The single run has no such step: its Newton
+for the slopes runs to its bounds, releases, and chatters.
 """
 
 from __future__ import annotations
@@ -80,6 +89,13 @@ class Pins:
             self.out_gather < p2, self.out_slice.start + self.out_gather, -1
         )[self.neuron]
         self.alone &= self.vcol >= 0
+        self.collapses = np.zeros(batch, dtype=np.int64)
+        # Each neuron's incoming parameter columns, and whether they are its own.
+        self.incoming = {}
+        for a in np.unique(self.neuron):
+            cols = np.flatnonzero(np.any(self.D[self.neuron == a] != 0, axis=0))
+            shared = np.any(self.D[self.neuron != a][:, cols] != 0)
+            self.incoming[int(a)] = None if shared else cols
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -100,6 +116,30 @@ class Pins:
         same = [i for i in self.slot[r] if i >= 0 and self.neuron[i] == self.neuron[j]]
         samples = [self.sample[i] for i in same] + [self.sample[j]]
         return bool(np.linalg.matrix_rank(self.X[samples]) < self.X.shape[1])
+
+    def collapsing(self, r, j):
+        """The incoming parameter columns of kink j's neuron when row r, adding j
+        to its pins, would hold that neuron's own weights at the origin (the
+        pre-activations' gradients on the held samples span them); else None."""
+        if not (self.able and self.alone[j]):
+            return None
+        a = int(self.neuron[j])
+        cols = self.incoming.get(a)
+        if cols is None:
+            return None
+        held = [i for i in self.slot[r] if i >= 0 and self.neuron[i] == a] + [j]
+        if np.linalg.matrix_rank(self.D[held][:, cols]) < cols.size:
+            return None
+        return cols
+
+    def collapse(self, r, j):
+        """Row r lets kink j's neuron go: its pins are dropped (not released: no
+        slope left [0, 1]); the caller zeroes its incoming weights."""
+        a = self.neuron[j]
+        for k in range(MAX_PINS):
+            if self.slot[r, k] >= 0 and self.neuron[self.slot[r, k]] == a:
+                self.slot[r, k] = -1
+        self.collapses[r] += 1
 
     def pin(self, r, j):
         free = int(np.flatnonzero(self.slot[r] < 0)[0])

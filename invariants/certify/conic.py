@@ -15,8 +15,12 @@ limit has the same pattern, so the bound holds in a neighbourhood: a local one.
 The solver's verdict is never taken. Its u is rescaled until the recomputed margins
 are all >= 1 (`primal`), and its multipliers are clipped at 0 and divided by the
 largest dual-constraint norm until they are dual-feasible (`dual`), both recomputed
-here in the data's own units. The data are scaled to unit largest row before solving
-because interior-point stopping rules are absolute in places, and scaled back after.
+here in the data's own units. An answer the solver calls optimal must then show it:
+the gap between those two recomputed numbers is at most `GAP_TOL` (whether the
+solver says it is accurate or not). Infeasible is accepted as a status (the exact
+search meets infeasible regions), with its verified bound; any other status is an
+error. The data are scaled to unit largest row before solving because
+interior-point stopping rules are absolute in places, and scaled back after.
 
 `GroupNormProblem` is also the engine of `invariants.certify.exact`, which adds the
 cone constraints c_il u_l . x_i^l >= 0 that keep u_l inside an activation region.
@@ -43,6 +47,7 @@ from invariants.networks import Network
 from invariants.validation import check_dataset, check_theta
 
 __all__ = [
+    "GAP_TOL",
     "SOLVER",
     "ZERO_WEIGHT_TOL",
     "GroupNormProblem",
@@ -72,6 +77,18 @@ SOLVER_OPTIONS = {
     "max_iter": 300,
     "max_threads": 1,
 }
+
+# Largest relative gap between the recomputed primal and dual values of an answer
+# called optimal. The solver stops at a gap and feasibility of 1e-10, and the
+# rescalings that make both points feasible cost about as much again; a larger gap
+# means the point or the multipliers are not the optimum, and a bound that loose
+# would make a certificate fail on an optimal limit.
+GAP_TOL = 1e-8
+# Statuses whose answer is used: anything else (unbounded, a limit reached) is not a
+# solved problem. "optimal_inaccurate" missed the solver's own stopping rule, not
+# ours: on degenerate data (one sample, neurons sharing its column) CLARABEL says
+# so while the recomputed gap is at rounding level; the gap check decides.
+USABLE_STATUSES = ("optimal", "optimal_inaccurate", "infeasible")
 
 # A neuron counts as absent (w~_l = 0) below this fraction of ||theta~||. A neuron GF
 # leaves behind keeps its initial size while ||theta|| grows, so at a limit read at
@@ -211,6 +228,11 @@ class GroupNormProblem:
         except cp.error.SolverError as exc:
             raise CertificateError(f"CLARABEL failed: {exc}") from exc
         status = str(self._problem.status)
+        if status not in USABLE_STATUSES:
+            raise CertificateError(
+                f"CLARABEL returned status {status!r}: not a solved problem "
+                f"(usable: {', '.join(USABLE_STATUSES)})"
+            )
         lam = self._margin.dual_value
         if lam is None:
             raise CertificateError(
@@ -220,7 +242,9 @@ class GroupNormProblem:
         mus = [k.dual_value for k in self._cones]
         dual, dual_scale = self._verified_dual(a, c, lam, mus)
         u, primal, raw_margin = self._verified_primal(a, c)
+        gap = _check_gap(status, u, primal, dual)
         residuals = {
+            "recomputed_gap": gap,
             "solver_status": status,
             "solver_objective": _finite_or_none(self._problem.value, self.scale),
             "min_margin_before_rescale": raw_margin,
@@ -293,6 +317,27 @@ class GroupNormProblem:
             # An exact certificate of infeasibility: no u meets the margins.
             return math.inf, scale
         return total / scale, scale
+
+
+def _check_gap(status, u, primal, dual) -> float | None:
+    """The relative gap of the recomputed bounds; an error when it belies the
+    status (an optimal answer needs a feasible point and a tight bound)."""
+    if status == "infeasible":
+        if u is not None:
+            raise CertificateError(
+                "CLARABEL called the problem infeasible, with a point"
+            )
+        return None
+    if u is None:
+        raise CertificateError("CLARABEL called the problem optimal, with no point")
+    gap = (primal - dual) / max(abs(primal), 1e-300)
+    if not abs(gap) <= GAP_TOL:
+        raise CertificateError(
+            f"CLARABEL's optimal answer fails its re-check: recomputed duality gap "
+            f"{gap:.2e} > GAP_TOL={GAP_TOL:.0e} (feasible value {primal!r}, verified "
+            f"bound {dual!r}): its point or its multipliers are not optimal"
+        )
+    return float(gap)
 
 
 def _finite_or_none(value, scale) -> float | None:

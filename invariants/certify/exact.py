@@ -40,7 +40,9 @@ largest blocks (at most k per group) is re-solved, which removes the small block
 it spreads over neighbouring regions; when that point or the caller's incumbent
 meets the relaxation's verified bound, nothing is enumerated. Otherwise every
 combination is solved, and the verified lower bound is the smallest verified dual
-bound over them.
+bound over them. The enumeration is exact, so that bound must meet the best verified
+point within `tol`; when it does not, a solve or a region is wrong, and that is an
+error rather than a verdict.
 """
 
 from __future__ import annotations
@@ -201,6 +203,12 @@ def global_optimum(
         if sol is not None and 2.0 * sol.dual < lower:
             lower, details["weakest_combination"] = 2.0 * sol.dual, combos
     bound = max(lower, relax_bound)
+    if search.theta is not None and not search.value <= bound * (1.0 + tol):
+        raise CertificateError(
+            f"the enumeration's verified lower bound {bound!r} does not meet its best "
+            f"verified point {search.value!r} within tol={tol:.0e}: over all "
+            "activation regions they must agree, so a solve or a region is wrong"
+        )
     return search.result(bound, combos, relax_bound, "enumeration", details)
 
 

@@ -5,8 +5,10 @@ A neuron that sees inputs x_i^l is linear on each closed chamber of the arrangem
 chambers are found by a tree over the samples: a sign vector of the first i samples
 extends to sample i + 1 on one side at once when its witness point already lies
 there, and otherwise when an LP, max t s.t. c_j x_j . u >= t ||x_j||, |u| <= 1, has
-t > CHAMBER_TOL, checked on the LP's own u. Antipodal chambers come in pairs, so
-only half are searched.
+t > CHAMBER_TOL, checked on the LP's own u. A refusal is a claim about the LP's
+optimum, so every LP's optimality is re-checked too: its multipliers give an upper
+bound on t that must meet the t of its u. Antipodal chambers come in pairs, so only
+half are searched.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ MAX_REGION_LPS = 20_000
 # chamber. HiGHS is run to 1e-10; 1e-9 sits above its noise and far below the
 # chambers of data that are not degenerate to nine digits.
 CHAMBER_TOL = 1e-9
+# Largest gap between the LP's verified t and the upper bound from its multipliers.
+# HiGHS's feasibility tolerances are 1e-10 per row and column, and the bound sums
+# the dual residual over the (few) coordinates of u; a chamber missed by a wrong
+# refusal would silently drop convex problems from the exact global optimum.
+LP_GAP_TOL = 1e-8
 _LP_OPTIONS = {
     "primal_feasibility_tolerance": 1e-10,
     "dual_feasibility_tolerance": 1e-10,
@@ -88,11 +95,34 @@ def _chamber_point(U, signs):
         method="highs",
         options=_LP_OPTIONS,
     )
-    if res.x is None:
+    if res.x is None or res.status != 0:
         # u = 0, t = 0 is always feasible: a missing answer is a solver failure.
-        raise CertificateError(f"HiGHS failed on a chamber LP: {res.message}")
+        raise CertificateError(
+            f"HiGHS failed on a chamber LP (status {res.status}): {res.message}"
+        )
     u = np.clip(res.x[:r], -1.0, 1.0)
-    return u, float(np.min(signs * (U @ u)))
+    t = float(np.min(signs * (U @ u)))
+    upper = _chamber_bound(U, signs, res.ineqlin.marginals)
+    if not upper - t <= LP_GAP_TOL:
+        raise CertificateError(
+            f"HiGHS's chamber LP answer is not optimal: its point has t = {t:.3g} "
+            f"but its multipliers bound t by {upper:.3g} (gap {upper - t:.2e} > "
+            f"LP_GAP_TOL={LP_GAP_TOL:.0e}); a chamber could be missed"
+        )
+    return u, t
+
+
+def _chamber_bound(U, signs, marginals) -> float:
+    """An upper bound on the chamber LP's optimum from multipliers y >= 0 of its
+    rows: for sum y = 1, t <= sum_i y_i c_i U_i . u <= ||U^T (y c)||_1 on the unit
+    box, and t <= 1 always. HiGHS reports them as marginals <= 0 of a minimisation."""
+    y = np.clip(-np.asarray(marginals, dtype=float), 0.0, None)
+    if not np.all(np.isfinite(y)):
+        return math.inf
+    total = float(y.sum())
+    if total == 0.0:
+        return 1.0
+    return min(1.0, float(np.abs(U.T @ (y * signs)).sum()) / total)
 
 
 def check_region_work(X, by_columns) -> None:
