@@ -6,10 +6,11 @@
 Each measurement runs in its own subprocess (so peak RSS is its own), single and
 batch back to back. Singles run on a seeded subsample of the batch's rows and are
 extrapolated to the full count when the subsample is smaller; the answers are
-compared on that subsample. The batch side is measured whole: the batch, then
-the single runs of the rows it hands off, as `gradient_flows` does. "Answers" are what a verdict reads: the outcome kind
-(Trajectory, StationaryPointError = "no fit", FlowError = "simulator failed"), the
-limit direction, and which hidden neurons are zero at the limit.
+compared on that subsample. The batch side is measured whole: the batch, then the
+single runs of the rows it hands off, as `gradient_flows` does. "Answers" are what a
+verdict reads: the outcome kind (Trajectory, StationaryPointError = "no fit",
+FlowError = "simulator failed"), the limit direction, and which hidden neurons are
+zero at the limit.
 """
 
 from __future__ import annotations

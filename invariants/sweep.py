@@ -81,7 +81,7 @@ def in_proof_event(theta0) -> bool:
 
 
 def theta0_of(k: int, seed: int) -> np.ndarray:
-    """Run k's initialisation: i.i.d. standard Gaussian from `default_rng([seed, k])`."""
+    """Run k's initialisation: i.i.d. standard Gaussians, `default_rng([seed, k])`."""
     P = get("thm3.2").network.num_parameters
     return np.random.default_rng([seed, k]).standard_normal(P)
 

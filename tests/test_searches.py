@@ -3,14 +3,15 @@ Hypothesis search per negative regime for data and inits whose GF limit admits a
 verified witness, and the minimal counterexamples they found, pinned.
 
 The searches (`slow`, run by `--run-slow` or the `thorough` profile) use
-`hypothesis.find` with a derandomised, database-free budget. Each example is a
-case and a seed: the case's theta0 and INITS - 1 Gaussian draws at its scale are
-simulated together by the batch simulator (`invariants.batch.gradient_flows`),
-and the example is a counterexample when one of those limits is. The search
-prints the shrunk case with the init that made it one, for pinning. The pinned cases below came from
-those searches on this project's machine (the printed `Case.from_dict` reprs) and
-run in the default suite: each limit must admit a witness that re-verifies in exact
-arithmetic, in a regime where the classifier promises no such optimality.
+`hypothesis.find` with a derandomised, database-free budget. Each example is a case
+and a seed: the case's theta0 and INITS - 1 Gaussian draws at its scale are
+simulated together by the batch simulator (`invariants.batch.gradient_flows`), and
+the example is a counterexample when one of those limits is. The search prints the
+shrunk case with the init that made it one, for pinning. The pinned cases below came
+from these searches' earlier form, one init per example, on this project's machine
+(the printed `Case.from_dict` reprs), and run in the default suite: each limit must
+admit a witness that re-verifies in exact arithmetic, in a regime where the
+classifier promises no such optimality.
 """
 
 import numpy as np
