@@ -183,8 +183,9 @@ def _sweep(args) -> int:
                 "drop them, or run the sweep first"
             )
     try:
+        conflicts: list[str] = []
         if args.summarize:
-            records = sweep.load(args.summarize)
+            records = sweep.load(args.summarize, conflicts)
         else:
             records = sweep.sweep(
                 100 if args.runs is None else args.runs,
@@ -199,7 +200,11 @@ def _sweep(args) -> int:
         raise UsageError(f"cannot use {where!r}: {exc.strerror}") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    sys.stdout.write(json.dumps(limit_report.jsonable(sweep.summary(records))) + "\n")
+    summary = sweep.summary(records)
+    if conflicts:
+        # The same run recorded twice with different verdicts: the last file's wins.
+        summary["conflicting_duplicates"] = conflicts
+    sys.stdout.write(json.dumps(limit_report.jsonable(summary)) + "\n")
     return EXIT_OK
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import sys
 import time
 from pathlib import Path
@@ -64,9 +65,12 @@ EVENT_PROBABILITY = ((math.pi - _ANGLE) / (2.0 * math.pi)) ** 2
 WITNESS_RADIUS = 0.05
 # The single run's budget of field evaluations per run, in both simulators.
 MAX_EVALUATIONS = 60_000
-# Runs simulated together by default (`sweep(batch=...)`): enough rows to amortise
-# the batch's per-step overhead, few enough that an interrupted sweep loses little.
+# Runs simulated together by the sweep command (`--batch`; `sweep(batch=...)` runs
+# each alone unless asked): enough rows to amortise the batch's per-step overhead,
+# few enough that an interrupted sweep loses little.
 BATCH = 50
+# The simulator named by the record of a row the batch handed to the single run.
+HANDED_OFF = "single (handed off)"
 
 
 def in_proof_event(theta0) -> bool:
@@ -106,21 +110,46 @@ def run(k: int, seed: int, *, direction_tol: float = 1e-9) -> dict:
 def run_batch(ks, seed: int, *, direction_tol: float = 1e-9) -> list[dict]:
     """The runs `ks` of the sweep, their flows simulated together by
     `invariants.batch.gradient_flows`; the verdicts are decided row by row, as in
-    `run`. A record's `seconds` is its share of the batch plus its own verdict."""
-    from invariants.batch import gradient_flows
+    `run`. A row the batch hands off is run alone here, timed on its own, and
+    recorded as "single (handed off)"; the others' `seconds` is their share of the
+    batch plus their own verdict."""
+    from invariants.batch import HandoffRequired, gradient_flows
+    from invariants.flow import gradient_flow
 
+    ks = [_index(k, "k") for k in ks]
+    if not ks:
+        return []
     c = get("thm3.2")
+    options = {"direction_tol": direction_tol, "max_evaluations": MAX_EVALUATIONS}
     thetas0 = np.array([theta0_of(k, seed) for k in ks])
     started = time.perf_counter()
     flows = gradient_flows(
-        c.network, c.case.X, c.case.y, thetas0,
-        direction_tol=direction_tol, max_evaluations=MAX_EVALUATIONS,
-    )  # fmt: skip
-    share = (time.perf_counter() - started) / max(len(ks), 1)
-    return [
-        verdict(k, seed, theta0, flow, time.perf_counter() - share, "batch")
-        for k, theta0, flow in zip(ks, thetas0, flows)
-    ]
+        c.network, c.case.X, c.case.y, thetas0, handoff=False, **options
+    )
+    share = (time.perf_counter() - started) / len(ks)
+    records = []
+    for k, theta0, flow in zip(ks, thetas0, flows):
+        if isinstance(flow, HandoffRequired):
+            alone = time.perf_counter()
+            try:
+                flow = gradient_flow(c.network, c.case.X, c.case.y, theta0, **options)
+            except Exception as exc:  # noqa: BLE001 - judged by `verdict`, as in `run`
+                flow = exc
+            records.append(verdict(k, seed, theta0, flow, alone, HANDED_OFF))
+        else:
+            began = time.perf_counter() - share
+            records.append(verdict(k, seed, theta0, flow, began, "batch"))
+    return records
+
+
+def _index(value, name: str) -> int:
+    """An integer argument (numpy's too), never a bool."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
 
 
 def verdict(k, seed, theta0, flow, started, simulator) -> dict:
@@ -182,17 +211,27 @@ def sweep(
     batch > 1 simulates that many runs at a time with the batch simulator
     (`run_batch`), appending them as each group finishes; batch=1 runs each alone
     (`run`). Each record names the simulator that produced it."""
-    if not (isinstance(runs, int) and runs >= 1):
+    if not (_is_count(runs) and runs >= 1):
         raise ValueError(f"runs must be an integer >= 1, got runs={runs!r}")
     i, n = shard
-    if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
+    if not (_is_count(n) and _is_count(i) and n >= 1 and 0 <= i < n):
         raise ValueError(f"shard=(i, n) needs integers 0 <= i < n, got {shard!r}")
-    if not (isinstance(batch, int) and batch >= 1):
+    if not (_is_count(batch) and batch >= 1):
         raise ValueError(f"batch must be an integer >= 1, got batch={batch!r}")
+    runs, i, n, batch = int(runs), int(i), int(n), int(batch)
     path = Path(out) if out is not None else None
     records = {}
-    if path is not None and path.exists():
-        records = {r["k"]: r for r in load([path]) if r["seed"] == seed}
+    if path is not None:
+        if path.exists():
+            records = {r["k"]: r for r in load([path]) if r["seed"] == seed}
+        # Opened before any run, so a path that cannot be written fails now, not
+        # after the first group; a complete last line without its newline gets one,
+        # or the next record would be glued to it.
+        with path.open("a+", encoding="utf-8") as fh:
+            if fh.tell() > 0:
+                fh.seek(fh.tell() - 1)
+                if fh.read(1) != "\n":
+                    fh.write("\n")
     todo = [k for k in range(i, runs, n) if k not in records]
     done = 0
     for start in range(0, len(todo), batch):
@@ -212,17 +251,33 @@ def sweep(
     return [records[k] for k in sorted(records) if k < runs and k % n == i]
 
 
-def load(paths) -> list[dict]:
+def _is_count(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def load(paths, conflicts: list | None = None) -> list[dict]:
     """The runs recorded in the JSON-lines files `paths`, one per (seed, k): the
     union of a sweep split across machines, seeds or shards. A line that is not a
     run (a file cut off mid-write, or another program's output) is an error naming
-    the file and line."""
+    the file and line. A (seed, k) recorded more than once keeps its last record;
+    where two records of it disagree on the verdict (a run redone with the other
+    simulator), `conflicts`, if given, receives "seed/k: verdict, verdict"."""
     runs: dict[tuple[int, int], dict] = {}
     for path in map(Path, paths):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
                 r = _run_record(line, f"{path}:{number}")
-                runs[(int(r["seed"]), int(r["k"]))] = r
+                key = (int(r["seed"]), int(r["k"]))
+                before = runs.get(key)
+                if (
+                    conflicts is not None
+                    and before
+                    and before["verdict"] != r["verdict"]
+                ):
+                    conflicts.append(
+                        f"{key[0]}/{key[1]}: {before['verdict']}, {r['verdict']}"
+                    )
+                runs[key] = r
     return [runs[key] for key in sorted(runs)]
 
 

@@ -152,3 +152,45 @@ def test_the_sweep_command_runs_resumes_and_summarises(tmp_path):
     assert json.loads(merged.stdout) == summary
     for bad in (("--summarize", out, "--batch", 2), ("--batch", 0)):
         assert_one_error_line(run_cli("sweep", "thm3.2", *bad), 2)
+
+
+def test_a_handed_off_run_is_recorded_as_the_single_runs(tmp_path):
+    # Seed 0, k = 189: the batch's step control fails on it (a kink it pins with
+    # slope 0 and releases at once) and hands it to the single run; k = 214 too.
+    records = sweep.run_batch(np.array([189, 214]), seed=0)
+    assert [r["simulator"] for r in records] == [sweep.HANDED_OFF] * 2
+    assert all(
+        r["verdict"] == "no fit" and "(batch" not in r["reason"] for r in records
+    )
+    json.dumps(records)  # numpy integers came in; plain ones go out
+    assert sweep.run_batch([], seed=0) == []
+    with pytest.raises(TypeError, match="k must be an integer"):
+        sweep.run_batch([True], seed=0)
+
+
+def test_a_file_is_checked_before_running_and_its_last_line_completed(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        sweep.sweep(
+            2, seed=3, out=tmp_path / "missing" / "runs.jsonl",
+            progress=lambda *a: pytest.fail("ran before the file was checked"),
+        )  # fmt: skip
+    out = tmp_path / "runs.jsonl"
+    first = sweep.sweep(2, seed=3, out=out)
+    out.write_text(out.read_text().rstrip("\n"))  # a complete last line, no newline
+    sweep.sweep(3, seed=3, out=out)
+    assert [r["k"] for r in sweep.load([out])] == [0, 1, 2]
+    assert sweep.load([out])[:2] == first
+    with pytest.raises(ValueError, match="batch must be"):
+        sweep.sweep(2, seed=3, batch=True)
+
+
+def test_summarize_names_runs_recorded_twice_with_different_verdicts(tmp_path):
+    run = {"k": 0, "seed": 1, "in_proof_event": False, "verdict": "no fit"}
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(json.dumps(run) + "\n")
+    b.write_text(json.dumps({**run, "verdict": "simulator failed"}) + "\n")
+    merged = json.loads(run_cli("sweep", "thm3.2", "--summarize", a, b).stdout)
+    assert merged["conflicting_duplicates"] == ["1/0: no fit, simulator failed"]
+    assert merged["verdicts"] == {"simulator failed": 1}
+    same = json.loads(run_cli("sweep", "thm3.2", "--summarize", a, a).stdout)
+    assert "conflicting_duplicates" not in same
