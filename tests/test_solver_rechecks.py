@@ -29,6 +29,7 @@ from invariants.kkt import KKT_TOL, kkt_point, rescale
 from invariants.ldp import SolverCheckError
 from invariants.networks import fully_connected
 from invariants.witness import find_local_improvement
+from tests.test_flow import KINK_CASE
 
 # Theorems 3.1 and 4.2 (1): a two-neuron linear net whose optimum u* = (1, 1) is
 # known by hand, at a balanced point that attains it.
@@ -299,20 +300,8 @@ def test_unconverged_sliding_slopes_are_not_returned_as_solved(monkeypatch):
     assert not np.all(np.isfinite(v)) or abs(rate[0]) <= kinks.SLOPE_TOL
 
 
-# A ReLU case found by a random sweep, on which GF pins two kinks and slides.
-SLIDING = {
-    "network": {"family": "fully_connected", "widths": [3, 3, 1], "activation": "relu"},
-    "X": [
-        [-0.76, 0.184, -0.44],
-        [0.77, 1.015, -0.148],
-        [-1.49, 1.384, 1.083],
-        [-0.299, 2.108, -0.349],
-        [-1.137, -0.156, 1.078],
-    ],
-    "y": [1, 1, 1, 1, -1],
-    "theta0": [-1.0, 1.645, -0.94, 0.746, -0.397, 0.529, 0.132, -0.371, 0.434, 0.531,
-               -0.324, -1.259],
-}  # fmt: skip
+# tests/test_flow.py's Filippov case: GF pins two kinks and slides.
+SLIDING = KINK_CASE
 
 
 def test_a_wrong_sliding_jacobian_only_costs_steps(monkeypatch):
