@@ -92,19 +92,25 @@ def theta0_of(k: int, seed: int) -> np.ndarray:
 
 def run(k: int, seed: int, *, direction_tol: float = 1e-9) -> dict:
     """One seeded run of the sweep (see the module docstring), by the single run."""
+    theta0 = theta0_of(k, seed)
+    started = time.perf_counter()
+    flow = _single_flow(theta0, direction_tol)
+    return verdict(k, seed, theta0, flow, started, "single")
+
+
+def _single_flow(theta0, direction_tol):
+    """The single run's `Trajectory` from theta0, or the exception it raised (for
+    `verdict` to judge, as the batch returns its rows' exceptions)."""
     from invariants.flow import gradient_flow
 
     c = get("thm3.2")
-    theta0 = theta0_of(k, seed)
-    started = time.perf_counter()
     try:
-        flow = gradient_flow(
+        return gradient_flow(
             c.network, c.case.X, c.case.y, theta0,
             direction_tol=direction_tol, max_evaluations=MAX_EVALUATIONS,
         )  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - judged by `verdict` like the batch's
-        flow = exc
-    return verdict(k, seed, theta0, flow, started, "single")
+    except Exception as exc:  # noqa: BLE001 - an answer, judged by `verdict`
+        return exc
 
 
 def run_batch(ks, seed: int, *, direction_tol: float = 1e-9) -> list[dict]:
@@ -114,27 +120,23 @@ def run_batch(ks, seed: int, *, direction_tol: float = 1e-9) -> list[dict]:
     recorded as "single (handed off)"; the others' `seconds` is their share of the
     batch plus their own verdict."""
     from invariants.batch import HandoffRequired, gradient_flows
-    from invariants.flow import gradient_flow
 
     ks = [_index(k, "k") for k in ks]
     if not ks:
         return []
     c = get("thm3.2")
-    options = {"direction_tol": direction_tol, "max_evaluations": MAX_EVALUATIONS}
     thetas0 = np.array([theta0_of(k, seed) for k in ks])
     started = time.perf_counter()
     flows = gradient_flows(
-        c.network, c.case.X, c.case.y, thetas0, handoff=False, **options
-    )
+        c.network, c.case.X, c.case.y, thetas0, handoff=False,
+        direction_tol=direction_tol, max_evaluations=MAX_EVALUATIONS,
+    )  # fmt: skip
     share = (time.perf_counter() - started) / len(ks)
     records = []
     for k, theta0, flow in zip(ks, thetas0, flows):
         if isinstance(flow, HandoffRequired):
             alone = time.perf_counter()
-            try:
-                flow = gradient_flow(c.network, c.case.X, c.case.y, theta0, **options)
-            except Exception as exc:  # noqa: BLE001 - judged by `verdict`, as in `run`
-                flow = exc
+            flow = _single_flow(theta0, direction_tol)
             records.append(verdict(k, seed, theta0, flow, alone, HANDED_OFF))
         else:
             began = time.perf_counter() - share

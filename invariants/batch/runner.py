@@ -9,8 +9,8 @@ single run has: a ReLU kink GF would slide along that the batch cannot pin (see
 `invariants.batch.events` and `invariants.batch.pins`),
 a step size or evaluation budget the batch cannot meet, or a sliding velocity its
 solvers cannot give. Those rows are handed off. The slowest rows of a batch stay
-in it to the end: on Theorem 3.2's sweep (1000 rows) its last 1% cost the batch 8 s
-more, against 75 s as single runs.
+in it to the end: on Theorem 3.2's sweep (1000 rows) its last 1% cost the batch about
+8 s more, where a single run of one of the sweep's slow rows takes 6-16 s.
 """
 
 from __future__ import annotations
