@@ -233,15 +233,22 @@ class Network:
         G = y[:, None].astype(float)
         return q, self._backprop(Ws, X, Zs, self.depth, G, slopes, np.arange(len(X)))
 
-    def unchecked_margin_jacobians(self, thetas, X, y):
+    def unchecked_margin_jacobians(self, thetas, X, y, pattern=None):
         """Margins (B, n), their Jacobians (B, n, P) and (z, scale), the hidden
         pre-activations (B, K) and their scales, of B parameter vectors at once,
         for the batch simulator.
 
         X is (n, d) shared by every row, or (B, n, d) one dataset per row (y then
-        (B, n)). ReLU'(0) = 0, no slopes: a batch hands kinks to the single run.
-        The hidden pre-activations are flattened in the order of
+        (B, n)). ReLU'(0) = 0, no slopes (the batch adds its pinned slopes
+        itself). The hidden pre-activations are flattened in the order of
         `invariants.kinks.all_kinks` (layer, sample, neuron).
+
+        `pattern`, if given, is the ReLU activation pattern to use instead of the
+        signs of the pre-activations: (B, K) in the order above, 1.0 where a
+        neuron counts as active. Margins and Jacobian are then those of the
+        linear network that pattern selects, the smooth field of one region,
+        which a difference Jacobian needs when the path runs along a kink; so are
+        the pre-activations from the second hidden layer on.
         """
         thetas = np.asarray(thetas, dtype=float)
         B = thetas.shape[0]
@@ -252,17 +259,25 @@ class Network:
         for s, G in zip(slices, self._gather):
             u = np.concatenate([thetas[:, s], np.zeros((B, 1))], axis=1)
             Ws.append(u[:, G])
-        H, Zs = X, []
+        n = X.shape[1]
+        masks = None
+        if pattern is not None and self.activation == "relu":
+            ends = np.cumsum([n * w for w in self.widths[1:-1]])[:-1]
+            masks = [
+                m.reshape(B, n, -1) for m in np.split(np.asarray(pattern), ends, 1)
+            ]
+        H, Zs, Hs = X, [], []
         for l, W in enumerate(Ws, start=1):
             Z = H @ np.swapaxes(W, 1, 2)
             Zs.append(Z)
-            H = self._sigma(Z) if l < self.depth else Z
+            if l < self.depth:
+                H = self._sigma(Z) if masks is None else masks[l - 1] * Z
+                Hs.append(H)
         q = y * Zs[-1][:, :, 0]
-        n = X.shape[1]
         J = np.zeros((B, n, self.num_parameters))
         G = y[:, :, None].astype(float)
         for l in range(self.depth, 0, -1):
-            H_prev = X if l == 1 else self._sigma(Zs[l - 2])
+            H_prev = X if l == 1 else Hs[l - 2]
             per_entry = (G[:, :, :, None] * H_prev[:, :, None, :]).reshape(B, n, -1)
             scatter = self._scatter[l - 1]
             if isinstance(scatter, tuple):
@@ -271,7 +286,8 @@ class Network:
             else:
                 J[:, :, slices[l - 1]] = per_entry[:, :, scatter]
             if l > 1:
-                G = (G @ Ws[l - 1]) * self._sigma_prime(Zs[l - 2])
+                slope = self._sigma_prime(Zs[l - 2]) if masks is None else masks[l - 2]
+                G = (G @ Ws[l - 1]) * slope
         # Each pre-activation's scale, ||incoming weights|| ||layer input||, as in
         # `invariants.kinks.hidden_preactivations`, to judge zero against.
         zs, scales, H = [], [], X

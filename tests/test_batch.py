@@ -103,6 +103,41 @@ def test_batched_margins_and_jacobian_match_single(net):
         np.testing.assert_allclose(jac[b], single, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "net",
+    [fully_connected([3, 4, 2, 1], "relu"), convolutional(5, 2, 1)],
+    ids=["fc-relu-3", "conv-shared"],
+)
+def test_a_given_activation_pattern_gives_that_linear_networks_jacobian(net):
+    # With the pattern of signs, the ordinary answer; with another pattern, the
+    # margins of the linear network it selects and their exact derivative
+    # (central differences, which are exact for it up to rounding: it is
+    # polynomial of degree m, and the step is 1e-6).
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(4, net.input_dim))
+    y = np.array([1.0, -1.0, 1.0, 1.0])
+    thetas = rng.normal(size=(2, net.num_parameters))
+    q, J, (z, _) = net.unchecked_margin_jacobians(thetas, X, y)
+    same = net.unchecked_margin_jacobians(thetas, X, y, (z > 0).astype(float))
+    np.testing.assert_array_equal(same[0], q)
+    np.testing.assert_array_equal(same[1], J)
+    pattern = rng.integers(0, 2, size=z.shape).astype(float)
+    assert np.any(pattern != (z > 0))
+    qp, Jp, (zp, _) = net.unchecked_margin_jacobians(thetas, X, y, pattern)
+    first = X.shape[0] * net.widths[1]  # the first layer's do not see the pattern
+    np.testing.assert_array_equal(zp[:, :first], z[:, :first])
+    assert not np.allclose(qp, q)
+    h = 1e-6
+    for p_ in range(net.num_parameters):
+        e = np.zeros(net.num_parameters)
+        e[p_] = h
+        up = net.unchecked_margin_jacobians(thetas + e, X, y, pattern)[0]
+        down = net.unchecked_margin_jacobians(thetas - e, X, y, pattern)[0]
+        np.testing.assert_allclose(
+            Jp[:, :, p_], (up - down) / (2 * h), rtol=1e-7, atol=1e-8
+        )
+
+
 def test_thm32_batch_gives_the_single_runs_answers(thm32):
     c, batch, single, stats = thm32
     assert_same_answers(c.network, batch, single, direction_tol=DIRECTION_TOL)
@@ -320,8 +355,10 @@ def test_comparison_fails_on_a_broken_pinning(monkeypatch, kink_case):
     case, theta0, single = kink_case
     true_solve = Pins.solve
 
-    def stuck(self, p, samples, valid, D, E, G0, rhs_of):
-        alpha, _, Fa, singular = true_solve(self, p, samples, valid, D, E, G0, rhs_of)
+    def stuck(self, p, samples, valid, D, E, G0, rhs_of, previous):
+        alpha, _, Fa, singular = true_solve(
+            self, p, samples, valid, D, E, G0, rhs_of, previous
+        )
         return np.zeros_like(alpha), G0, Fa, singular
 
     monkeypatch.setattr(Pins, "solve", stuck)
@@ -385,18 +422,70 @@ def test_comparison_fails_when_the_wrong_neuron_is_let_go(monkeypatch, collapsin
     from invariants.batch.pins import Pins
 
     c, thetas, single = collapsing
-    true_collapsing = Pins.collapsing
+    true_collapse = Pins.collapse
 
     def other_neuron(self, r, j):
-        cols = true_collapsing(self, r, j)
-        if cols is None:
-            return None
-        other = 1 - int(self.neuron[j])
-        return self.incoming[other]
+        true_collapse(self, r, j)
+        return self.incoming[1 - int(self.neuron[j])]
 
-    monkeypatch.setattr(Pins, "collapsing", other_neuron)
+    monkeypatch.setattr(Pins, "collapse", other_neuron)
     broken = gradient_flows(
         c.network, c.case.X, c.case.y, thetas[:2], handoff=False, **SWEEP
     )
     with pytest.raises(AssertionError, match="disagree on 2 of 2"):
         assert_same_answers(c.network, broken, single[:2], direction_tol=DIRECTION_TOL)
+
+
+# Seed 0, k = 189 and 214: a kink pinned in the fit phase whose slope is at 0
+# (the neuron is dead on the other sample, so GF grazes the surface from below).
+# The pull-back takes the solved slope a rounding error past 0, and the secant
+# puts the release at the step's start; the batch now releases it there and
+# starts the phase again, where it handed the row off for its step size. Both
+# never fit.
+GRAZING_KS = (189, 214)
+
+
+def test_a_kink_grazed_at_slope_0_is_released_where_it_is_and_agrees():
+    c = get("thm3.2")
+    thetas = sweep_inits(GRAZING_KS)
+    stats = {}
+    batch = gradient_flows(
+        c.network, c.case.X, c.case.y, thetas, handoff=False, stats=stats, **SWEEP
+    )
+    assert stats["handoffs"] == 0 and stats["pinned_rows"] == 2
+    single = singles(c.network, c.case.X, c.case.y, thetas, **SWEEP)
+    assert all(isinstance(r, StationaryPointError) for r in single)
+    assert_same_answers(c.network, batch, single, direction_tol=DIRECTION_TOL)
+
+
+def _teacher_problem(widths, inits, seed):
+    """A fully-connected ReLU net, data labelled by a random teacher with no
+    margin near 0, and inits drawn around the teacher."""
+    net = fully_connected(widths, "relu")
+    rng = np.random.default_rng(seed)
+    while True:
+        teacher = rng.normal(size=net.num_parameters)
+        X = rng.normal(size=(5, net.input_dim))
+        f = net.outputs(teacher, X)
+        if np.min(np.abs(f)) > 1e-2 * np.max(np.abs(f)):
+            break
+    y = np.where(f > 0, 1.0, -1.0)
+    return net, X, y, teacher + 0.5 * rng.normal(size=(inits, net.num_parameters))
+
+
+def test_a_kink_whose_sample_leaves_the_support_stays_held_and_agrees():
+    # A depth-2 ReLU net (the random-architecture benchmark's second): rows 0 and
+    # 3 hold a kink whose sample stops being a support vector in the far phase,
+    # where its weight underflows and the slope's column of the pinned system is
+    # 0. Handed off as singular before; now the slope keeps its value while the
+    # field there holds the kink. Row 3 is released at slope 1 with the path
+    # alongside the kink: with difference columns from the other side, its stiff
+    # phase crawled for 4,713 steps (171,000 evaluations).
+    net, X, y, thetas = _teacher_problem([3, 4, 1], 8, [0, 1])
+    thetas = thetas[[0, 3]]
+    stats = {}
+    batch = gradient_flows(net, X, y, thetas, handoff=False, stats=stats, **SWEEP)
+    assert stats["handoffs"] == 0 and stats["pinned_rows"] == 2
+    assert np.all(stats["steps"][:, 1] < 1500), stats["steps"]
+    single = singles(net, X, y, thetas, **SWEEP)
+    assert_same_answers(net, batch, single, direction_tol=DIRECTION_TOL)

@@ -84,7 +84,17 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
     redo = ~landing & np.isfinite(first)
     frac = np.clip(np.nan_to_num(first), MIN_FRACTION, 1)
     short = redo & (frac * h < MIN_STEP * np.maximum(1.0, np.abs(t0)))
-    redo &= ~short
+    # A slope whose bound the secant puts at the step's start is at it there (a
+    # landing that stopped a rounding error short): release it at the start and
+    # start the phase again from there, with the field of the released kink.
+    restart = short & (frac_rel <= np.minimum(frac_event, frac_kink))
+    for k in np.flatnonzero(restart):
+        r = idx[k]
+        for s_ in np.flatnonzero(leaving[k]):
+            pins.release(r, s_)
+        rows.fresh[r] = True
+    short &= ~restart
+    redo &= ~short & ~restart
     sel = idx[redo]
     rows.h[sel] = frac[redo] * h[redo]
     rows.landing[sel] = True
@@ -108,23 +118,20 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
         rows.hand_off(idx[short], "step size")
     for k in np.flatnonzero(landing & (kind == RELEASE) & ~bad):
         r = idx[k]
-        # The secant may land a hair short of the bound: release the first anyway.
-        out = np.flatnonzero(leaving[k]) if leaving[k].any() else []
-        if not len(out):
-            gap = np.where(slot[k] >= 0, np.minimum(
-                np.abs(a1[k]), np.abs(1.0 - a1[k])), np.inf)  # fmt: skip
-            out = [int(np.argmin(gap))]
+        # The secant may land short of the bound (a slope that meets it
+        # tangentially): then the kink is still held, and the next step looks
+        # again. Releasing it there left a kink that still attracted from the
+        # side it was released to, and the explicit steps crawled beside it.
+        out = np.flatnonzero(leaving[k])
         for s_ in out:
             j = pins.release(r, s_)
             z1[k, j] = 0.0
-        changed[k] = True
+        changed[k] = bool(out.size)
     check = (landing & (kind == KINK)) | (~landing & ~redo & near.any(axis=1))
     for k in np.flatnonzero(check & ~bad):
         js = np.flatnonzero(flipped[k] | near[k])
         r = idx[k]
         pinned = pins.pinned(r)
-        if alpha is not None:
-            pinned = (pinned[0], alpha[1][k][slot[k] >= 0])
         pulled = _attracting(rows, r, velocity, t0[k] + h[k], y1[k], js, pinned)
         if pulled is None or len(pulled) > 1:
             handed[k] = True
@@ -134,8 +141,7 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
             if cols is not None and not pins.can_pin(r, pulled[0]):
                 # The neuron's own weights are held at the origin: let it go
                 # (see `invariants.batch.pins`). Every input to it is now 0.
-                pins.collapse(r, pulled[0])
-                y1[k, cols] = 0.0
+                y1[k, pins.collapse(r, pulled[0])] = 0.0
                 z1[k, pins.neuron == pins.neuron[pulled[0]]] = 0.0
                 changed[k] = True
                 continue
@@ -149,8 +155,22 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
         else:
             rows.crossings[r] += int(flipped[k].any() or landing[k])
             z1[k, js] = 0.0
+    if alpha is not None:
+        held = ~redo & ~handed & np.any(pins.slot[idx] >= 0, axis=1)
+        for k in np.flatnonzero(held):
+            r = idx[k]
+            for j in pins.shrinking(r, rows.y[r], y1[k]):
+                # Sliding along a kink into the origin of the neuron's own
+                # weights: they reach it in finite time, and the neuron's other
+                # inputs, of the size of those weights, change sign inside every
+                # step that would cross it (the step control fails there). Let
+                # it go, as when a second kink of its spans them.
+                y1[k, pins.collapse(r, j)] = 0.0
+                z1[k, pins.neuron == pins.neuron[j]] = 0.0
+                changed[k] = True
     rows.hand_off(idx[handed], "kink")
-    return ~redo & ~handed, fire & ~handed, z1, changed & ~handed
+    keep = ~redo & ~handed & ~restart
+    return keep, fire & keep, z1, changed & keep
 
 
 def _attracting(rows, r, velocity, t, state, js, pinned=((), ())):

@@ -60,6 +60,7 @@ class BatchField:
         zk = np.take_along_axis(z, j, 1) * valid
         b = np.repeat(np.arange(len(rows)), valid.shape[1])
         alpha = (zk > 0).astype(float)
+        previous = np.where(valid, pins.alpha[rows], 0.0)
         with np.errstate(all="ignore"):
             for _ in range(3):
                 qa = q.copy()
@@ -68,7 +69,7 @@ class BatchField:
                 p = weights_of(qa)
                 G0 = np.einsum("bn,bnp->bp", p, J)
                 alpha, G, Fa, singular = pins.solve(
-                    p, samples, valid, D, E, G0, lambda G: rhs_of(G, zk)
+                    p, samples, valid, D, E, G0, lambda G: rhs_of(G, zk), previous
                 )
         pins.add_slopes(J, valid, E, samples, alpha)
         pins.alpha[rows] = np.where(valid, alpha, 0.0)
@@ -81,14 +82,15 @@ class BatchField:
             return self.X[rows], self.y[rows]
         return self.X, self.y
 
-    def margins(self, rows, thetas):
-        """q (B, n), J (B, n, P), hidden pre-activations (B, K); not counted."""
+    def margins(self, rows, thetas, pattern=None):
+        """q (B, n), J (B, n, P), hidden pre-activations (B, K); not counted.
+        `pattern`: see `Network.unchecked_margin_jacobians`."""
         X, y = self.data(rows)
-        return self.network.unchecked_margin_jacobians(thetas, X, y)
+        return self.network.unchecked_margin_jacobians(thetas, X, y, pattern)
 
-    def _counted(self, rows, thetas):
+    def _counted(self, rows, thetas, pattern=None):
         np.add.at(self.evaluations, rows, 1)
-        return self.margins(rows, thetas)
+        return self.margins(rows, thetas, pattern)
 
     def log_loss(self, q):
         if self.loss == "exponential":
@@ -177,7 +179,12 @@ class BatchField:
         shifted = phi[:, None] + h[:, None, None] * np.eye(P)[None]
         rep = np.repeat(rows, P)
         np.add.at(self.columns, rep, 1)
-        _, Jk, (zk, _) = self._counted(rep, shifted.reshape(-1, P))
+        # The columns keep phi's activation pattern: a path along a kink (a
+        # pre-activation far smaller than the difference step, as just after a
+        # release) would otherwise get a column from the other side, and that
+        # Jacobian cut the Rosenbrock steps to 1e-7 for thousands of steps.
+        pattern = np.repeat((zh > 0.0).astype(float), P, axis=0)
+        _, Jk, (zk, _) = self._counted(rep, shifted.reshape(-1, P), pattern)
         held_k = np.repeat(held, P)
         if held_k.any():
             # The slopes frozen at phi, as the single run's difference does.
@@ -185,7 +192,7 @@ class BatchField:
             valid, j, _, E, samples, _ = pins.parts(
                 rep[held_k], shifted.reshape(-1, P)[held_k], zk[held_k]
             )
-            pins.at_zero(Jhk, zk[held_k], valid, j, E, samples)
+            pins.at_zero(Jhk, pattern[held_k], valid, j, E, samples)
             pins.add_slopes(Jhk, valid, E, samples, pins.alpha[rep[held_k]])
             Jk[held_k] = Jhk
         Gk = np.einsum("bn,bknp->bkp", p, Jk.reshape(B, P, *J.shape[1:]))
@@ -293,7 +300,9 @@ class BatchField:
                 Ja = pins.add_slopes(J.copy(), valid, E, samples, alpha)
                 _, mu, ok, bad, _ = self._affine_hull(qa, Ja, active)
                 G0 = np.einsum("bn,bnp->bp", mu, J)
-                new, G, _, singular = pins.solve(mu, samples, valid, D, E, G0, rhs)
+                new, G, _, singular = pins.solve(
+                    mu, samples, valid, D, E, G0, rhs, alpha
+                )
                 done = np.all(np.abs(new - alpha) <= SLOPE_TOL, axis=1)
                 alpha = new
                 if np.all(done | singular | ~ok):

@@ -56,6 +56,16 @@ MAX_PINS = 2
 SINGULAR_TOL = 1e-10
 # As the single run's release test in `invariants.driver`.
 RELEASE_TOL = 1e-9
+# A slope that moves its own condition by less than this against the terms of that
+# condition (||D_k|| ||G||) is not seen by GF; see `Pins.solve`. The same relative
+# size below which the driver calls a side of a kink neutral.
+DEGENERATE_TOL = 1e-12
+# Where a degenerate slot's slope is put when GF leaves its kink: past the end of
+# [0, 1] on the side GF goes (the single run's Newton bounds).
+RELEASE_BELOW, RELEASE_ABOVE = kinkmod.SLOPE_LO, kinkmod.SLOPE_HI
+# A held neuron whose incoming weights shrink to this size against ||theta|| is
+# at their origin (see `Pins.shrinking`): as the release test's tolerance.
+ORIGIN_TOL = 1e-9
 
 
 class Pins:
@@ -132,14 +142,32 @@ class Pins:
             return None
         return cols
 
+    def shrinking(self, r, before, after):
+        """A kink of each neuron row r holds a kink of whose own incoming weights
+        have shrunk over a step to within ORIGIN_TOL of the origin, against
+        ||theta||."""
+        out = []
+        for j in self.slot[r][self.slot[r] >= 0]:
+            cols = self.incoming.get(int(self.neuron[j]))
+            if cols is None:
+                continue
+            now = np.linalg.norm(after[cols])
+            if now < np.linalg.norm(
+                before[cols]
+            ) and now <= ORIGIN_TOL * np.linalg.norm(after):
+                out.append(int(j))
+        return out
+
     def collapse(self, r, j):
         """Row r lets kink j's neuron go: its pins are dropped (not released: no
-        slope left [0, 1]); the caller zeroes its incoming weights."""
+        slope left [0, 1]). Returns the neuron's incoming parameter columns, which
+        the caller sets to 0."""
         a = self.neuron[j]
         for k in range(MAX_PINS):
             if self.slot[r, k] >= 0 and self.neuron[self.slot[r, k]] == a:
                 self.slot[r, k] = -1
         self.collapses[r] += 1
+        return self.incoming[int(a)]
 
     def pin(self, r, j):
         free = int(np.flatnonzero(self.slot[r] < 0)[0])
@@ -201,21 +229,49 @@ class Pins:
         now = (np.take_along_axis(z, j, 1) > 0.0).astype(float)
         return self.add_slopes(J, valid, E, samples, -now * valid)
 
-    def solve(self, p, samples, valid, D, E, G0, rhs_of):
+    def solve(self, p, samples, valid, D, E, G0, rhs_of, previous):
         """Slopes with G = G0 + sum_k alpha_k p_(i_k) E_k and D . G = rhs_of(G):
         two passes (rhs_of depends on alpha only through sigma). Returns alpha,
-        G and a mask of singular rows."""
+        G, dG/dalpha and a mask of singular rows.
+
+        A slot whose sample's weight p_(i_k) has fallen so far that its slope moves
+        D_k . G by less than rounding (a sample that stopped being a support
+        vector; in the sliding phase an inactive one, whose multiplier is 0) is
+        degenerate: GF no longer sees the slope, and the two sides of the kink
+        have the same field. If that field holds the kink anyway (D_k . G meets
+        the condition to rounding), the slope keeps its `previous` value; if not,
+        GF leaves the kink to the side its rate points to, and the slope is set
+        past that end of [0, 1] so that the kink is released there."""
         pk = np.take_along_axis(p, samples, 1) * valid  # (b, K)
         Fa = pk[:, :, None] * E  # dG / dalpha_k
         A = np.einsum("bjp,bkp->bjk", D, Fa)
+        d_norm = np.linalg.norm(D, axis=2)
+        g_norm = np.linalg.norm(G0, axis=1)[:, None]
+        diag = np.abs(np.diagonal(A, axis1=1, axis2=2))
+        degenerate = valid & ~(diag > DEGENERATE_TOL * d_norm * g_norm)
+        solved = valid & ~degenerate
         eye = np.eye(A.shape[1])[None]
-        A = np.where(valid[:, :, None] & valid[:, None, :], A, eye)
+        A = np.where(solved[:, :, None] & solved[:, None, :], A, eye)
         rows_norm = np.prod(np.linalg.norm(A, axis=2), axis=1)
-        singular = ~(np.abs(np.linalg.det(A)) > SINGULAR_TOL * rows_norm)
-        A[singular] = eye[0]
+        finite = np.all(np.isfinite(A), axis=(1, 2))
+        # A trial stage off the rails (not finite) is rejected by its step's
+        # error test; it says nothing about the system.
+        singular = finite & ~(np.abs(np.linalg.det(A)) > SINGULAR_TOL * rows_norm)
+        A[singular | ~finite] = eye[0]
+        DG0 = np.einsum("bkp,bp->bk", D, G0)
         G = G0
         for _ in range(2):
-            b = np.where(valid, rhs_of(G) - np.einsum("bkp,bp->bk", D, G0), 0.0)
+            rhs = rhs_of(G)
+            b = np.where(solved, rhs - DG0, 0.0)
             alpha = np.linalg.solve(A, b[:, :, None])[:, :, 0]
+            alpha = np.where(degenerate, 0.0, alpha)
+            G = G0 + np.einsum("bk,bkp->bp", alpha, Fa)
+        if degenerate.any():
+            rate = np.einsum("bkp,bp->bk", D, G) - rhs
+            scale = DEGENERATE_TOL * d_norm * np.linalg.norm(G, axis=1)[:, None]
+            leave = np.where(rate > 0, RELEASE_ABOVE, RELEASE_BELOW)
+            alpha = np.where(
+                degenerate, np.where(np.abs(rate) <= scale, previous, leave), alpha
+            )
             G = G0 + np.einsum("bk,bkp->bp", alpha, Fa)
         return alpha, G, Fa, singular
