@@ -240,30 +240,47 @@ def test_bad_shapes_are_refused():
 
 def _on_kinks(net, X, thetas, kinks):
     """thetas with the incoming weights of each kink's neuron projected so that its
-    pre-activation on the kink's sample is 0 (depth 2, distinct neurons)."""
+    pre-activation on the kink's sample is 0 (first layer first; distinct
+    neurons)."""
     thetas = thetas.copy()
-    d = net.input_dim
-    for _, i, a in kinks:
-        w = thetas[:, a * d : (a + 1) * d]
-        w -= np.outer(w @ X[i] / (X[i] @ X[i]), X[i])
+    for l, i, a in sorted(kinks):
+        lo = net.layer_slices[l - 1].start
+        d = net.widths[l - 1]
+        for th in thetas:
+            h = X[i]
+            for W in net.weight_matrices(th)[: l - 1]:
+                h = np.maximum(W @ h, 0.0)
+            w = th[lo + a * d : lo + (a + 1) * d]
+            w -= (w @ h) / (h @ h) * h
     return thetas
 
 
 @pytest.mark.parametrize(
-    "pinned", [[(1, 1, 1)], [(1, 1, 1), (1, 3, 0)], [(1, 0, 2), (1, 2, 1)]]
+    "widths, pinned",
+    [
+        ([3, 3, 1], [(1, 1, 1)]),
+        ([3, 3, 1], [(1, 1, 1), (1, 3, 0)]),
+        ([3, 3, 1], [(1, 0, 2), (1, 2, 1)]),
+        ([3, 3, 2, 1], [(2, 2, 0)]),
+        ([3, 3, 2, 1], [(2, 1, 0), (1, 2, 1)]),
+        ([3, 3, 2, 1], [(2, 2, 0), (1, 3, 1)]),
+        ([3, 3, 2, 1], [(2, 1, 0), (2, 2, 1)]),
+    ],
 )
-def test_batched_slopes_solve_the_single_runs_sliding_condition(pinned):
-    # At depth 2 the sliding condition D . v + KAPPA z = 0 is linear in the slopes:
-    # the batch's slopes must satisfy it in the single run's own terms (its Field
-    # with those slopes), to rounding, and give the single run's velocity; where
-    # `kinks.solve_slopes`'s bounded Newton iteration converges, at its slopes.
+def test_batched_slopes_solve_the_single_runs_sliding_condition(widths, pinned):
+    # The sliding condition D . v + KAPPA z = 0 is linear in the slopes of kinks
+    # on distinct samples (at depth 2 always): the batch's slopes must satisfy
+    # it in the single run's own terms (its Field with those slopes), to rounding,
+    # and give the single run's velocity; where `kinks.solve_slopes`'s bounded
+    # Newton iteration converges, at its slopes. Deeper, a kink's gradient D
+    # depends on theta, and on a layer-2 kink every first-layer weight moves it.
     from invariants.batch.pins import Pins
     from invariants.kinks import KAPPA, SLOPE_TOL, solve_slopes
 
-    net = fully_connected([3, 3, 1], "relu")
+    net = fully_connected(widths, "relu")
     rng = np.random.default_rng(27)
     X, y = rng.normal(size=(5, 3)), np.array([1.0, 1.0, -1.0, 1.0, -1.0])
-    theta = _on_kinks(net, X, rng.normal(size=(2, 12)), pinned)
+    theta = _on_kinks(net, X, rng.normal(size=(2, net.num_parameters)), pinned)
     fld = BatchField(net, X, y, "exponential", 2)
     fld.pins = pins = Pins(net, X, y, 2)
     for b in range(2):
@@ -488,4 +505,19 @@ def test_a_kink_whose_sample_leaves_the_support_stays_held_and_agrees():
     assert stats["handoffs"] == 0 and stats["pinned_rows"] == 2
     assert np.all(stats["steps"][:, 1] < 1500), stats["steps"]
     single = singles(net, X, y, thetas, **SWEEP)
+    assert_same_answers(net, batch, single, direction_tol=DIRECTION_TOL)
+
+
+def test_depth_3_rows_held_on_kinks_stay_in_the_batch_and_agree():
+    # The random-architecture benchmark's depth-3 ReLU net: rows 1 and 6 hold a
+    # first-layer kink on the way to their limits, row 17 a second-layer kink,
+    # sliding along which it reaches a point that does not fit. All three were
+    # handed off before the batch held kinks past depth 2.
+    net, X, y, thetas = _teacher_problem([3, 3, 2, 1], 18, [0, 3])
+    thetas = thetas[[1, 6, 17]]
+    stats = {}
+    batch = gradient_flows(net, X, y, thetas, handoff=False, stats=stats, **SWEEP)
+    assert stats["handoffs"] == 0 and stats["pinned_rows"] == 3
+    single = singles(net, X, y, thetas, **SWEEP)
+    assert isinstance(single[2], StationaryPointError)
     assert_same_answers(net, batch, single, direction_tol=DIRECTION_TOL)

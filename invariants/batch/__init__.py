@@ -24,17 +24,18 @@ with an exact-Jacobian Rosenbrock method.
 ReLU kinks: a step across which a hidden pre-activation changes sign is taken
 again up to the crossing; there the field on both sides decides, as in the single
 run's driver. A kink GF crosses is crossed; a kink GF is pushed onto from both
-sides is pinned, as the single run pins it, at depth 2 and for up to two kinks a
-row (`invariants.batch.pins`: the slopes solve a small linear system per row, in
-every phase), and released when its slope leaves [0, 1], located like a crossing.
+sides is pinned, as the single run pins it, for up to two kinks a row, not two
+of one sample in different layers (`invariants.batch.pins`: the slopes solve a
+small linear system per row, in every phase), and released when its slope leaves
+[0, 1], located like a crossing (at the step's start when it is already there).
 
 A neuron pushed onto kinks on samples that span its own incoming weights is at
 their origin: the batch sets them to exactly 0 and lets the neuron go, where the
 single run's slope solve fails and chatters (`invariants.batch.pins`).
 
 What the batch does not do, it hands off: a row at an attracting kink it cannot
-pin (depth >= 3, a third kink, proportional samples, weights shared with another
-neuron, one dataset per row, pin_kinks=False), whose step
+pin (a third kink, two of one sample in different layers, proportional samples,
+one dataset per row, pin_kinks=False), whose step
 control fails, whose fit looks stiff, that exceeds max_evaluations (not counting
 the Jacobian's difference columns), is re-run from its theta0 by
 `gradient_flow` itself, so its answer

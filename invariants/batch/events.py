@@ -142,7 +142,7 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
                 # The neuron's own weights are held at the origin: let it go
                 # (see `invariants.batch.pins`). Every input to it is now 0.
                 y1[k, pins.collapse(r, pulled[0])] = 0.0
-                z1[k, pins.neuron == pins.neuron[pulled[0]]] = 0.0
+                z1[k, pins.same_neuron(pulled[0])] = 0.0
                 changed[k] = True
                 continue
             if alpha is None or not pins.can_pin(r, pulled[0]):
@@ -166,7 +166,7 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
                 # step that would cross it (the step control fails there). Let
                 # it go, as when a second kink of its spans them.
                 y1[k, pins.collapse(r, j)] = 0.0
-                z1[k, pins.neuron == pins.neuron[j]] = 0.0
+                z1[k, pins.same_neuron(j)] = 0.0
                 changed[k] = True
     rows.hand_off(idx[handed], "kink")
     keep = ~redo & ~handed & ~restart

@@ -1,45 +1,53 @@
-"""Pinned ReLU kinks for a batch: the single run's Filippov sliding, at depth 2.
+"""Pinned ReLU kinks for a batch: the single run's Filippov sliding.
 
 `invariants.kinks` holds GF on a kink z_k = 0 it is pushed onto from both sides
 with a Clarke slope alpha_k in [0, 1] for ReLU'(z_k), solved so that
-d z_k / d clock = -KAPPA z_k. At depth 2 every kink is a first-layer
-pre-activation z_(i, a) = w_a . x_i, so its gradient D_k is a constant vector
-(x_i in the block of w_a), and the slope enters the Jacobian of the margins in
-one place: dq_i / dw_a = y_i v_a alpha_k x_i, that is
+d z_k / d clock = -KAPPA z_k. For a kink k = (l, i, a), the pre-activation of
+neuron a of layer l on sample i, the slope enters the Jacobian of the margins in
+one row: dq_i / dtheta = J_i|_(ReLU'(z_k) = 0) + alpha_k g_k D_k, with D_k =
+dz_k / dtheta and g_k = dq_i / dReLU(z_k) (`invariants.batch.kink_gradients`).
+So long as a row holds no two kinks of one sample in different layers (else the
+row is a product of their slopes), neither D_k nor g_k depends on the slopes, and
 
-    J(alpha) = J(0) + sum_k alpha_k e_(i_k) E_k^T,   E_k = y_(i_k) v_(a_k) D_k,
+    J(alpha) = J(0) + sum_k alpha_k e_(i_k) E_k^T,   E_k = g_k D_k,
 
-affine in alpha (v_a the second-layer weight of neuron a). The fit and stiff
-fields are v = sigma(theta) G(alpha) + r(theta) with G = J(alpha)^T p, p the
-weights of the margins (on the surface they do not depend on alpha: the forward
-pass does not), so the condition D_k . v + KAPPA z_k = 0 reads
+is affine in alpha. At depth 2, D_k is constant (x_i in the block of w_a) and
+g_k = y_i v_a, in closed form. The fit and stiff fields are v = sigma(theta)
+G(alpha) + r(theta) with G = J(alpha)^T p, p the weights of the margins (on the
+surface they do not depend on alpha: the forward pass does not), so the condition
+D_k . v + KAPPA z_k = 0 reads
 
     sum_j (D_k . E_j) p_(i_j) alpha_j = -(D_k . r + KAPPA z_k) / sigma - D_k . G(0),
 
 a K x K linear system per row (K <= MAX_PINS). sigma depends on alpha only
-weakly (fit: 1 / ||F||; far: ||phi||^2 / phi . G, where phi . E_j = y v_a z_j
+weakly (fit: 1 / ||F||; far: ||phi||^2 / phi . G, where phi . E_j = l g_j z_j
 vanishes on the surface), and only through a right-hand side of the size of z
-(zero in the far phase, where D . r = -z and KAPPA = 1): a few passes solve it
-to rounding. In the sliding phase p is the multipliers of the minimal-norm point,
-which depend on alpha through the Gram matrix: `BatchField._pinned_sliding`
-alternates the two solves. This is the condition `kinks.solve_slopes` solves by
-Newton; `tests/test_batch.py` checks the batch's slopes in the single run's terms.
+(in the far phase D . r = -l z, z being homogeneous of degree l): a few passes
+solve it to rounding. In the sliding phase p is the multipliers of the
+minimal-norm point, which depend on alpha through the Gram matrix:
+`BatchField._pinned_sliding` alternates the two solves. This is the condition
+`kinks.solve_slopes` solves by Newton; `tests/test_batch.py` checks the batch's
+slopes in the single run's terms, at depths 2 and 3.
 
-Not served here (the row is handed off): depth >= 3 (a kink's gradient then
-depends on the slopes below it), one dataset per row, more than MAX_PINS kinks,
-a kink whose surface holds other kinks (proportional samples: the system is
-singular), a neuron without an outgoing weight, a system that is singular at a
-row, and in the sliding phase a row whose multipliers are not all positive.
+Not served here (the row is handed off): one dataset per row, more than MAX_PINS
+kinks, two kinks of one sample in different layers, a first-layer kink whose
+surface holds other kinks (proportional samples: the system is singular), a
+neuron without an outgoing weight, a system that is singular at a row, and in the
+sliding phase a row whose multipliers are not all positive. A slot whose slope no
+longer moves the field (its sample's weight underflowed) is kept or released as
+`Pins.solve` says.
 
-A neuron pushed onto kinks on samples that span its inputs is pushed onto the
-origin of its incoming weights: every input to it is then zero, and the slopes
-that would hold it there are not unique (the condition is homogeneous in them).
-If those weights are its own (not shared with another neuron), the batch sets
-them to exactly 0 and lets the neuron go: with ReLU'(0) = 0 the field leaves
-them at 0 and the neuron's output weight alone (it is multiplied by ReLU(0)), the
-minimal-norm Clarke selection there, and the only path once both sides of every
-one of its kinks push towards them. The single run has no such step: its Newton
-for the slopes runs to its bounds, releases, and chatters.
+A first-layer neuron pushed onto kinks on samples that span its inputs is pushed
+onto the origin of its incoming weights: every input to it is then zero, and the
+slopes that would hold it there are not unique (the condition is homogeneous in
+them). If those weights are its own (not shared with another neuron), the batch
+sets them to exactly 0 and lets the neuron go: with ReLU'(0) = 0 the field leaves
+them at 0 and the neuron's outgoing weights alone (they are multiplied by
+ReLU(0)), the minimal-norm Clarke selection there, and the only path once both
+sides of every one of its kinks push towards them. It does the same when a held
+neuron's own weights shrink into their origin while it slides along one kink.
+The single run has no such step: its Newton for the slopes runs to its bounds,
+releases, and chatters.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from __future__ import annotations
 import numpy as np
 
 from invariants import kinks as kinkmod
+from invariants.batch.kink_gradients import kink_parts
 
 __all__ = ["MAX_PINS", "Pins"]
 
@@ -80,32 +89,52 @@ class Pins:
         self.singular = np.zeros(batch, bool)
         self.pins = np.zeros(batch, dtype=np.int64)
         self.releases = np.zeros(batch, dtype=np.int64)
-        self.able = network.activation == "relu" and network.depth == 2 and X.ndim == 2
+        self.collapses = np.zeros(batch, dtype=np.int64)
+        self.able = network.activation == "relu" and network.depth >= 2 and X.ndim == 2
         if not self.able:
             return
-        P = network.num_parameters
-        _, self.D = network.preactivation_gradients(np.ones(P), X, self.kinks)
-        self.sample = np.array([i for _, i, _ in self.kinks])
-        self.neuron = np.array([a for _, _, a in self.kinks])
+        self.network = network
+        self.table = np.array(self.kinks, dtype=int).reshape(-1, 3)
+        self.layer, self.sample, self.neuron = self.table.T
         self.y = np.asarray(y, float)
         self.X = np.asarray(X, float)
+        # A first-layer kink's gradient is x_i in the block of w_a, whatever theta.
+        P = network.num_parameters
+        first = np.flatnonzero(self.layer == 1)
+        self.D = np.zeros((len(self.kinks), P))
+        self.D[first] = network.preactivation_gradients(
+            np.ones(P), X, [self.kinks[k] for k in first]
+        )[1]
         lines = kinkmod.rays(X, lines=True)
         self.alone = np.array([np.sum(lines == lines[i]) == 1 for i in self.sample])
-        self.out_slice = network.layer_slices[1]
-        self.out_gather = network._gather[1][0]  # second layer: one row, d_1 entries
-        # Parameter column of each neuron's outgoing weight (-1: none, v_a = 0).
-        p2 = self.out_slice.stop - self.out_slice.start
-        self.vcol = np.where(
-            self.out_gather < p2, self.out_slice.start + self.out_gather, -1
-        )[self.neuron]
-        self.alone &= self.vcol >= 0
-        self.collapses = np.zeros(batch, dtype=np.int64)
-        # Each neuron's incoming parameter columns, and whether they are its own.
+        # A neuron without an outgoing weight does not move the margins.
+        self.alone &= np.array(
+            [
+                np.any(network._gather[l][:, a] < network.layer_sizes[l])
+                for l, _, a in self.kinks
+            ]
+        )
+        if network.depth == 2:
+            self.out_slice = network.layer_slices[1]
+            self.out_gather = network._gather[1][0]  # one row, d_1 entries
+            p2 = self.out_slice.stop - self.out_slice.start
+            # Parameter column of each neuron's outgoing weight.
+            self.vcol = np.where(
+                self.out_gather < p2, self.out_slice.start + self.out_gather, -1
+            )[self.neuron]
+        # Each first-layer neuron's incoming parameter columns, and whether they
+        # are its own.
         self.incoming = {}
-        for a in np.unique(self.neuron):
-            cols = np.flatnonzero(np.any(self.D[self.neuron == a] != 0, axis=0))
-            shared = np.any(self.D[self.neuron != a][:, cols] != 0)
+        for a in np.unique(self.neuron[first]):
+            mine = first[self.neuron[first] == a]
+            cols = np.flatnonzero(np.any(self.D[mine] != 0, axis=0))
+            others = first[self.neuron[first] != a]
+            shared = np.any(self.D[others][:, cols] != 0)
             self.incoming[int(a)] = None if shared else cols
+
+    def same_neuron(self, j):
+        """Mask of the kinks of kink j's neuron (its layer, its index)."""
+        return (self.layer == self.layer[j]) & (self.neuron == self.neuron[j])
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -123,21 +152,30 @@ class Pins:
         # 0: the condition is then homogeneous in the slopes (any multiple of a
         # solution solves it), and the single run's Newton runs to its bounds and
         # releases. Its business.
-        same = [i for i in self.slot[r] if i >= 0 and self.neuron[i] == self.neuron[j]]
-        samples = [self.sample[i] for i in same] + [self.sample[j]]
+        held = self.slot[r][self.slot[r] >= 0]
+        if np.any(
+            (self.sample[held] == self.sample[j]) & (self.layer[held] != self.layer[j])
+        ):
+            # Kinks on one sample in two layers: the margin's gradient is then a
+            # product of their slopes, and the linear solve does not hold.
+            return False
+        if self.layer[j] > 1:
+            return True  # a singular system is caught where it is solved
+        same = held[self.same_neuron(j)[held]]
+        samples = list(self.sample[same]) + [self.sample[j]]
         return bool(np.linalg.matrix_rank(self.X[samples]) < self.X.shape[1])
 
     def collapsing(self, r, j):
         """The incoming parameter columns of kink j's neuron when row r, adding j
         to its pins, would hold that neuron's own weights at the origin (the
         pre-activations' gradients on the held samples span them); else None."""
-        if not (self.able and self.alone[j]):
+        if not (self.able and self.alone[j]) or self.layer[j] != 1:
             return None
-        a = int(self.neuron[j])
-        cols = self.incoming.get(a)
+        cols = self.incoming.get(int(self.neuron[j]))
         if cols is None:
             return None
-        held = [i for i in self.slot[r] if i >= 0 and self.neuron[i] == a] + [j]
+        held = self.slot[r][self.slot[r] >= 0]
+        held = list(held[self.same_neuron(j)[held]]) + [j]
         if np.linalg.matrix_rank(self.D[held][:, cols]) < cols.size:
             return None
         return cols
@@ -149,7 +187,7 @@ class Pins:
         out = []
         for j in self.slot[r][self.slot[r] >= 0]:
             cols = self.incoming.get(int(self.neuron[j]))
-            if cols is None:
+            if cols is None or self.layer[j] != 1:
                 continue
             now = np.linalg.norm(after[cols])
             if now < np.linalg.norm(
@@ -162,12 +200,12 @@ class Pins:
         """Row r lets kink j's neuron go: its pins are dropped (not released: no
         slope left [0, 1]). Returns the neuron's incoming parameter columns, which
         the caller sets to 0."""
-        a = self.neuron[j]
+        same = self.same_neuron(j)
         for k in range(MAX_PINS):
-            if self.slot[r, k] >= 0 and self.neuron[self.slot[r, k]] == a:
+            if self.slot[r, k] >= 0 and same[self.slot[r, k]]:
                 self.slot[r, k] = -1
         self.collapses[r] += 1
-        return self.incoming[int(a)]
+        return self.incoming[int(self.neuron[j])]
 
     def pin(self, r, j):
         free = int(np.flatnonzero(self.slot[r] < 0)[0])
@@ -188,31 +226,49 @@ class Pins:
 
     # -- the algebra -----------------------------------------------------------------
 
-    def parts(self, rows, thetas, z):
+    def parts(self, rows, thetas, z, pattern=None):
         """For rows holding kinks, z (b, K_all) their hidden pre-activations: valid
         slots (b, K), their kink indices (b, K), D (b, K, P), E (b, K, P), the
-        samples of the slots (b, K) and dq_(i_k) / dalpha_k (b, K).
+        samples of the slots (b, K) and dq_(i_k) / dalpha_k (b, K). `pattern`, for
+        a difference column, the activation pattern it was evaluated with.
 
-        E_k = dJ_(i_k) / dalpha_k also carries y z_k in the column of v_a: the
-        forward term relu(z_k) of dq_i / dv_a is read as alpha_k z_k (and so is
-        v_a relu(z_k) in the margin q_i, through which the weights see it), the same
-        Clarke selection (the two differ by O(z_k), which the pull-back keeps at
-        rounding level), so that the pinned field is smooth across the surface and
-        the stiff phase's difference Jacobian sees slope alpha_k there, not 0 or 1
-        (with relu, RODAS4 crawled at steps of 5e-5 on a pinned row)."""
+        E_k = dJ_(i_k) / dalpha_k is g_k D_k (`kink_gradients`) plus z_k times the
+        forward term: ReLU(z_k), which the neuron's outgoing weights see, is read as
+        alpha_k z_k (and so is it in the margin q_i, through which the weights see
+        it), the same Clarke selection (the two differ by O(z_k), which the
+        pull-back keeps at rounding level), so that the pinned field is smooth
+        across the surface and the stiff phase's difference Jacobian sees slope
+        alpha_k there, not 0 or 1 (with ReLU, RODAS4 crawled at steps of 5e-5 on a
+        pinned row). Deeper layers see ReLU(z_k) through later activations too, at
+        O(z_k) again; that is left out."""
         slot = self.slot[rows]
         valid = slot >= 0
         j = np.where(valid, slot, 0)
-        u = np.concatenate([thetas[:, self.out_slice], np.zeros((len(rows), 1))], 1)
-        v = u[:, self.out_gather]  # (b, d_1)
-        D = np.where(valid[:, :, None], self.D[j], 0.0)
-        ys = self.y[self.sample[j]]
-        gain = ys * np.take_along_axis(v, self.neuron[j], 1)
-        E = gain[:, :, None] * D
         zk = np.take_along_axis(z, j, 1)
+        samples = self.sample[j]
         b, k = np.nonzero(valid)
-        E[b, k, self.vcol[j[b, k]]] += ys[b, k] * zk[b, k]
-        return valid, j, D, E, self.sample[j], gain * zk * valid
+        if self.network.depth == 2:
+            # The closed form: D is constant and g_k = y_i v_a.
+            u = np.concatenate([thetas[:, self.out_slice], np.zeros((len(rows), 1))], 1)
+            v = u[:, self.out_gather]  # (b, d_1)
+            D = np.where(valid[:, :, None], self.D[j], 0.0)
+            gain = self.y[samples] * np.take_along_axis(v, self.neuron[j], 1)
+            E = gain[:, :, None] * D
+            E[b, k, self.vcol[j[b, k]]] += self.y[samples[b, k]] * zk[b, k]
+            return valid, j, D, E, samples, gain * zk * valid
+        P = thetas.shape[1]
+        D, E = (
+            np.zeros((len(rows), valid.shape[1], P)),
+            np.zeros((len(rows), valid.shape[1], P)),
+        )
+        gain = np.zeros(valid.shape)
+        _, Dk, gk, outk = kink_parts(
+            self.network, thetas[b], self.X, self.y, self.table[j[b, k]],
+            None if pattern is None else pattern[b],
+        )  # fmt: skip
+        D[b, k], gain[b, k] = Dk, gk
+        E[b, k] = gk[:, None] * Dk + zk[b, k][:, None] * outk
+        return valid, j, D, E, samples, gain * zk * valid
 
     @staticmethod
     def add_slopes(J, valid, E, samples, delta):
