@@ -53,6 +53,13 @@ single run's LSODA chatters there and spends its whole budget (row k = 14 still
 did with 600,000 evaluations): verdict "no fit" against "simulator failed".
 pin_kinks=False hands such rows off instead. `invariants.batch.agreement`
 compares answers row by row.
+
+Known: a row's path can differ at rounding level with the rows batched with it
+(numpy's kernels differ between a stack of one and a stack of several). Where a
+row meets a kink at the edge of what its step control resolves, that difference
+decides between finishing in the batch and a handoff (seen on 1 of 3 depth-3
+ReLU rows tried alone and in pairs); the answer is the single run's either way
+wherever the two agree.
 """
 
 from __future__ import annotations

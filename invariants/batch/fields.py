@@ -28,6 +28,8 @@ AFFINE_TOL = 1e-9
 # Alternations of multipliers and slopes for a held row in the sliding phase, and
 # the slope change at which they stop.
 SLIDING_PASSES = 40
+# Passes of the fixed point between the slopes and the margins they shift.
+PINNED_PASSES = 3
 SLOPE_TOL = 1e-14
 
 
@@ -53,25 +55,42 @@ class BatchField:
         """Solve the held rows' slopes (see `invariants.batch.pins`). Returns the
         margins q and weights p with the slopes, G = J^T p, dG/dalpha (b, K, P) and
         D (b, K, P); J gets the slopes in place. The weights see the slopes through
-        q by O(z) only: a fixed point from the relu margins, three passes."""
+        q by O(z) only: a fixed point from the slopes last solved, at most
+        PINNED_PASSES passes; a row stops when its slopes move its margins by less
+        than their rounding (its later passes are not written, so a row's answer
+        does not depend on the others')."""
         pins = self.pins
         valid, j, D, E, samples, dq = pins.parts(rows, thetas, z)
         pins.at_zero(J, z, valid, j, E, samples)
         zk = np.take_along_axis(z, j, 1) * valid
         lk = pins.layer[j]
         b = np.repeat(np.arange(len(rows)), valid.shape[1])
-        alpha = (zk > 0).astype(float)
         previous = np.where(valid, pins.alpha[rows], 0.0)
+        alpha = previous.copy()
+        done = np.zeros(len(rows), bool)
+        rounding = np.finfo(float).eps * np.max(np.abs(q), axis=1)
+        out = None
         with np.errstate(all="ignore"):
-            for _ in range(3):
+            for _ in range(PINNED_PASSES):
                 qa = q.copy()
                 shift = dq * alpha - np.where(zk > 0, dq, 0.0)
                 np.add.at(qa, (b, samples.ravel()), shift.ravel())
                 p = weights_of(qa)
                 G0 = np.einsum("bn,bnp->bp", p, J)
-                alpha, G, Fa, singular = pins.solve(
+                new = pins.solve(
                     p, samples, valid, D, E, G0, lambda G: rhs_of(G, zk, lk), previous
                 )
+                moved = np.max(np.abs(dq * (new[0] - alpha)), axis=1)
+                if out is None:
+                    out = [qa, p, *new]
+                else:
+                    for kept, fresh in zip(out, [qa, p, *new]):
+                        kept[~done] = fresh[~done]
+                alpha = np.where(done[:, None], alpha, new[0])
+                done |= ~(moved > rounding)
+                if done.all():
+                    break
+        qa, p, alpha, G, Fa, singular = out
         pins.add_slopes(J, valid, E, samples, alpha)
         pins.alpha[rows] = np.where(valid, alpha, 0.0)
         pins.singular[rows[singular]] = True
@@ -302,7 +321,11 @@ class BatchField:
 
         # From the slopes last solved: they move little between evaluations, and
         # the alternation contracts by about 0.06 a pass (measured).
+        # A row that has converged (or failed) keeps that pass's answer, so that it
+        # does not depend on how long the other rows take.
         alpha = np.where(valid, pins.alpha[rows], 0.0)
+        stop = np.zeros(len(rows), bool)
+        out = None
         with np.errstate(all="ignore"):
             for _ in range(SLIDING_PASSES):
                 qa = q.copy()
@@ -315,9 +338,16 @@ class BatchField:
                     mu, samples, valid, D, E, G0, rhs, alpha
                 )
                 done = np.all(np.abs(new - alpha) <= SLOPE_TOL, axis=1)
-                alpha = new
-                if np.all(done | singular | ~ok):
+                if out is None:
+                    out = [new, G, singular, ok, bad, done]
+                else:
+                    for kept, fresh in zip(out, [new, G, singular, ok, bad, done]):
+                        kept[~stop] = fresh[~stop]
+                alpha = np.where(stop[:, None], alpha, new)
+                stop |= done | singular | ~ok
+                if stop.all():
                     break
+        alpha, G, singular, ok, bad, done = out
         pins.alpha[rows] = np.where(valid, alpha, 0.0)
         pins.singular[rows[singular]] = True
         failed = (~ok | singular | ~done) & ~bad
