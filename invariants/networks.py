@@ -286,8 +286,8 @@ class Network:
             else:
                 J[:, :, slices[l - 1]] = per_entry[:, :, scatter]
             if l > 1:
-                slope = self._sigma_prime(Zs[l - 2]) if masks is None else masks[l - 2]
-                G = (G @ Ws[l - 1]) * slope
+                active = self._sigma_prime(Zs[l - 2]) if masks is None else masks[l - 2]
+                G = (G @ Ws[l - 1]) * active
         # Each pre-activation's scale, ||incoming weights|| ||layer input||, as in
         # `invariants.kinks.hidden_preactivations`, to judge zero against.
         zs, scales, H = [], [], X
