@@ -158,9 +158,9 @@ def test_a_handed_off_run_is_recorded_as_the_single_runs(monkeypatch):
     # Seed 0, k = 189 and 214 never fit. The batch finishes them itself; a fit
     # step limit of 1 makes it hand them off ("stiff fit"), as it hands off the
     # rows it cannot finish, and the single run's answers are what is recorded.
-    from invariants.batch import runner
+    from invariants.batch import fit
 
-    monkeypatch.setattr(runner, "MAX_FIT_STEPS", 1)
+    monkeypatch.setattr(fit, "MAX_FIT_STEPS", 1)
     records = sweep.run_batch(np.array([189, 214]), seed=0)
     assert [r["simulator"] for r in records] == [sweep.HANDED_OFF] * 2
     assert all(

@@ -26,7 +26,7 @@ EVENT, KINK, RELEASE = 0, 1, 2
 # As `invariants.driver.NEAR_TOL`.
 NEAR_TOL = 1e-9
 MIN_FRACTION = 1e-6
-# As `runner.MIN_STEP`: a step shortened below this against the clock is handed off.
+# As `rows.MIN_STEP`: a step shortened below this against the clock is handed off.
 MIN_STEP = 1e-13
 
 
@@ -90,11 +90,15 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
     restart = short & (frac_rel <= np.minimum(frac_event, frac_kink))
     for k in np.flatnonzero(restart):
         r = idx[k]
-        for s_ in np.flatnonzero(leaving[k]):
-            pins.release(r, s_)
-        rows.fresh[r] = True
+        at_start = fr[k] * h[k] < MIN_STEP * max(1.0, abs(t0[k]))
+        for s_ in np.flatnonzero(leaving[k] & at_start):
+            # Its z, rounding about 0, is not watched: its next sign change is
+            # not a crossing.
+            rows.z[r, pins.release(r, s_)] = 0.0
+        rows.refresh[r] = True
     short &= ~restart
     redo &= ~short & ~restart
+    stands = ~redo & ~restart & ~short
     sel = idx[redo]
     rows.h[sel] = frac[redo] * h[redo]
     rows.landing[sel] = True
@@ -127,7 +131,7 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
             j = pins.release(r, s_)
             z1[k, j] = 0.0
         changed[k] = bool(out.size)
-    check = (landing & (kind == KINK)) | (~landing & ~redo & near.any(axis=1))
+    check = (landing & (kind == KINK)) | (~landing & stands & near.any(axis=1))
     for k in np.flatnonzero(check & ~bad):
         js = np.flatnonzero(flipped[k] | near[k])
         r = idx[k]
@@ -156,7 +160,7 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
             rows.crossings[r] += int(flipped[k].any() or landing[k])
             z1[k, js] = 0.0
     if alpha is not None:
-        held = ~redo & ~handed & np.any(pins.slot[idx] >= 0, axis=1)
+        held = stands & ~handed & np.any(pins.slot[idx] >= 0, axis=1)
         for k in np.flatnonzero(held):
             r = idx[k]
             for j in pins.shrinking(r, rows.y[r], y1[k]):
@@ -169,7 +173,7 @@ def screen(rows, idx, velocity, t0, h, y1, g0, g1, crossed, hidden, alpha=None):
                 z1[k, pins.same_neuron(j)] = 0.0
                 changed[k] = True
     rows.hand_off(idx[handed], "kink")
-    keep = ~redo & ~handed & ~restart
+    keep = stands & ~handed
     return keep, fire & keep, z1, changed & keep
 
 

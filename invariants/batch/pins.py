@@ -184,8 +184,10 @@ class Pins:
         """A kink of each neuron row r holds a kink of whose own incoming weights
         have shrunk over a step to within ORIGIN_TOL of the origin, against
         ||theta||."""
-        out = []
+        out, seen = [], set()
         for j in self.slot[r][self.slot[r] >= 0]:
+            if int(self.neuron[j]) in seen:
+                continue
             cols = self.incoming.get(int(self.neuron[j]))
             if cols is None or self.layer[j] != 1:
                 continue
@@ -194,6 +196,7 @@ class Pins:
                 before[cols]
             ) and now <= ORIGIN_TOL * np.linalg.norm(after):
                 out.append(int(j))
+                seen.add(int(self.neuron[j]))
         return out
 
     def collapse(self, r, j):
@@ -326,8 +329,10 @@ class Pins:
             rate = np.einsum("bkp,bp->bk", D, G) - rhs
             scale = DEGENERATE_TOL * d_norm * np.linalg.norm(G, axis=1)[:, None]
             leave = np.where(rate > 0, RELEASE_ABOVE, RELEASE_BELOW)
+            # Clipped: `previous` may be a trial stage's release marker.
+            kept = np.clip(previous, 0.0, 1.0)
             alpha = np.where(
-                degenerate, np.where(np.abs(rate) <= scale, previous, leave), alpha
+                degenerate, np.where(np.abs(rate) <= scale, kept, leave), alpha
             )
             G = G0 + np.einsum("bk,bkp->bp", alpha, Fa)
         return alpha, G, Fa, singular
