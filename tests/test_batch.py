@@ -179,6 +179,24 @@ def test_handoff_is_counted_and_returned_without_rerun():
     assert stats["handoffs"] == 1
 
 
+def test_a_row_handed_off_stays_handed_off():
+    # A step can hand a row off (its step size) and still reach the end of the
+    # phase in the same sweep; the handoff stands, and the row goes to the
+    # single run rather than out with the batch's answer.
+    from invariants.batch.fields import BatchField
+    from invariants.batch.rows import OUT, Rows
+
+    c = get("thm3.2")
+    thetas = sweep_inits([6, 9])
+    fld = BatchField(c.network, c.case.X, c.case.y, "exponential", 2)
+    rows = Rows(fld, thetas, {"max_evaluations": 10})
+    rows.hand_off(np.array([0]), "step size")
+    rows.finish(np.array([0, 1]), StationaryPointError("done"))
+    assert rows.phase[0] == OUT and rows.outcome[0] is None
+    assert rows.why == {0: "step size"}
+    assert isinstance(rows.outcome[1], StationaryPointError)
+
+
 def test_comparison_fails_on_a_handoff_and_on_a_perturbed_field(monkeypatch, thm32):
     c, _, single, _ = thm32
     rows = [1, 2, 6]  # k = 6, 9, 4
@@ -373,10 +391,10 @@ def test_comparison_fails_on_a_broken_pinning(monkeypatch, kink_case):
     true_solve = Pins.solve
 
     def stuck(self, p, samples, valid, D, E, G0, rhs_of, previous):
-        alpha, _, Fa, singular = true_solve(
+        alpha, _, Fa, singular, free = true_solve(
             self, p, samples, valid, D, E, G0, rhs_of, previous
         )
-        return np.zeros_like(alpha), G0, Fa, singular
+        return np.zeros_like(alpha), G0, Fa, singular, free
 
     monkeypatch.setattr(Pins, "solve", stuck)
     # Off its surface the path chatters and the stiff phase crawls (7,000 steps
@@ -455,14 +473,13 @@ def test_comparison_fails_when_the_wrong_neuron_is_let_go(monkeypatch, collapsin
 
 # Seed 0, k = 189 and 214: a kink pinned in the fit phase whose slope is at 0
 # (the neuron is dead on the other sample, so GF grazes the surface from below).
-# The pull-back takes the solved slope a rounding error past 0, and the secant
-# puts the release at the step's start; the batch now releases it there and
-# starts the phase again, where it handed the row off for its step size. Both
-# never fit.
+# The pull-back took the solved slope a rounding error past 0, the secant put the
+# release at the step's start, and the batch handed the row off for its step
+# size. Both never fit.
 GRAZING_KS = (189, 214)
 
 
-def test_a_kink_grazed_at_slope_0_is_released_where_it_is_and_agrees():
+def test_a_kink_grazed_at_slope_0_stays_in_the_batch_and_agrees():
     c = get("thm3.2")
     thetas = sweep_inits(GRAZING_KS)
     stats = {}
@@ -521,3 +538,34 @@ def test_depth_3_rows_held_on_kinks_stay_in_the_batch_and_agree():
     single = singles(net, X, y, thetas, **SWEEP)
     assert all(isinstance(r, StationaryPointError) for r in single[1:])
     assert_same_answers(net, batch, single, direction_tol=DIRECTION_TOL)
+
+
+def test_a_kink_grazed_at_slope_0_is_not_released_by_the_pull_back(monkeypatch):
+    # The depth-2 ReLU net of the random-architecture benchmark, rows 168 and 153:
+    # a kink whose neuron is dead on every other sample, so the slope that holds
+    # it is 0, while rounding left z at -6e-10. The pull-back then asks for a
+    # slope of -1.5e-9, past the release tolerance; released on that, the kink
+    # was pinned again at the next step, and so on until the budget was spent.
+    # The free slope (no pull-back) decides the release now.
+    from invariants.batch import fields
+
+    net, X, y, thetas = _teacher_problem([3, 4, 1], 169, [0, 1])
+    thetas = thetas[[168, 153]]
+    stats = {}
+    batch = gradient_flows(net, X, y, thetas, handoff=False, stats=stats, **SWEEP)
+    assert stats["handoffs"] == 0 and stats["pinned_rows"] == 2
+    assert_same_answers(
+        net, batch, singles(net, X, y, thetas, **SWEEP), direction_tol=DIRECTION_TOL
+    )
+    true_pinned = fields.BatchField._pinned
+
+    def pulled_back_decides(self, rows, *args):
+        out = true_pinned(self, rows, *args)
+        self.pins.free[rows] = self.pins.alpha[rows]
+        return out
+
+    monkeypatch.setattr(fields.BatchField, "_pinned", pulled_back_decides)
+    broken = gradient_flows(
+        net, X, y, thetas, handoff=False, **{**SWEEP, "max_evaluations": 15_000}
+    )
+    assert all("budget" in str(r) for r in broken), broken

@@ -81,7 +81,7 @@ def far_start(rows, idx):
     s_target = math.log(opts["target_norm"])
     rows.bound[go] = s_target if opts["direction_tol"] is None else opts["max_log_norm"]
     rows.f[go] = rows.fld.log_norm_velocity(go, rows.t[go], rows.y[go])
-    rows.alpha0[go] = rows.pins.alpha[go]
+    rows.alpha0[go] = rows.pins.free[go]
     rtol = opts["rtol"] * STIFF_FACTOR
     rows.h[go] = first_step(
         rows.y[go], rows.f[go], rtol, rtol, rows.bound[go] - rows.t[go]
@@ -120,7 +120,7 @@ def stiff_step(rows, idx):
         fld.log_norm_velocity(idx[held], t1[held], y1[held])  # the slopes at y1
     keep, fire, z1, _ = events.screen(
         rows, idx, _stiff_velocity, t0, h, y1, g0, g1, (g0 < 0) & (g1 >= 0), hidden,
-        (rows.alpha0[idx], rows.pins.alpha[idx].copy()),
+        (rows.alpha0[idx], rows.pins.free[idx].copy()),
     )  # fmt: skip
     idx, t0, y0, f0, t1, y1, g1, z1 = (
         a[keep] for a in (idx, t0, y0, f0, t1, y1, g1, z1)
@@ -130,7 +130,7 @@ def stiff_step(rows, idx):
     if not idx.size:
         return
     f1 = fld.log_norm_velocity(idx, t1, y1)
-    rows.alpha0[idx] = rows.pins.alpha[idx]
+    rows.alpha0[idx] = rows.pins.free[idx]
     record_grid(rows, idx, t1, y1)
     rows.t[idx], rows.y[idx], rows.f[idx], rows.g[idx], rows.z[idx] = t1, y1, f1, g1, z1
     for r in idx[fire]:

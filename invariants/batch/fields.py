@@ -90,9 +90,10 @@ class BatchField:
                 done |= ~(moved > rounding)
                 if done.all():
                     break
-        qa, p, alpha, G, Fa, singular = out
+        qa, p, alpha, G, Fa, singular, free = out
         pins.add_slopes(J, valid, E, samples, alpha)
         pins.alpha[rows] = np.where(valid, alpha, 0.0)
+        pins.free[rows] = np.where(valid, free, 0.0)
         pins.singular[rows[singular]] = True
         G[singular] = np.nan
         return qa, p, G, Fa, D
@@ -334,21 +335,23 @@ class BatchField:
                 Ja = pins.add_slopes(J.copy(), valid, E, samples, alpha)
                 _, mu, ok, bad, _ = self._affine_hull(qa, Ja, active)
                 G0 = np.einsum("bn,bnp->bp", mu, J)
-                new, G, _, singular = pins.solve(
+                new, G, _, singular, free = pins.solve(
                     mu, samples, valid, D, E, G0, rhs, alpha
                 )
                 done = np.all(np.abs(new - alpha) <= SLOPE_TOL, axis=1)
+                now = [new, G, singular, ok, bad, done, free]
                 if out is None:
-                    out = [new, G, singular, ok, bad, done]
+                    out = now
                 else:
-                    for kept, fresh in zip(out, [new, G, singular, ok, bad, done]):
+                    for kept, fresh in zip(out, now):
                         kept[~stop] = fresh[~stop]
                 alpha = np.where(stop[:, None], alpha, new)
                 stop |= done | singular | ~ok
                 if stop.all():
                     break
-        alpha, G, singular, ok, bad, done = out
+        alpha, G, singular, ok, bad, done, free = out
         pins.alpha[rows] = np.where(valid, alpha, 0.0)
+        pins.free[rows] = np.where(valid, free, 0.0)
         pins.singular[rows[singular]] = True
         failed = (~ok | singular | ~done) & ~bad
         G[failed | bad] = np.nan

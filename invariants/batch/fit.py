@@ -61,7 +61,7 @@ def fit_step(rows, idx):
 
     y1, f1, err = steppers.dop853_step(fun, t0, y0, f0, h, rtol, rtol)
     stationary = flags["stationary"]
-    alpha1 = rows.pins.alpha[idx].copy()  # the last stage is at y1
+    alpha1 = rows.pins.free[idx].copy()  # the last stage is at y1
     ok = err <= 1.0
     rows.h[idx] = steppers.next_steps(h, err, steppers.DOP853_ORDER, ok)
     too_small(rows, idx, ok, t0)
@@ -82,7 +82,7 @@ def fit_step(rows, idx):
     if changed.any():
         # A kink pinned or released at y1: the field there is another one.
         f1[changed], stationary[changed] = fld.unit_velocity(idx[changed], y1[changed])
-    rows.alpha0[idx] = rows.pins.alpha[idx]
+    rows.alpha0[idx] = rows.pins.free[idx]
 
     # Where the single run would stop too: origin, stationary point, arc length.
     size = np.linalg.norm(y1, axis=1)

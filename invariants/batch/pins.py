@@ -86,6 +86,8 @@ class Pins:
         self.kinks = kinkmod.all_kinks(network, n)
         self.slot = np.full((batch, MAX_PINS), -1)
         self.alpha = np.zeros((batch, MAX_PINS))
+        # The slopes that hold the surface without the pull-back: see `solve`.
+        self.free = np.zeros((batch, MAX_PINS))
         self.singular = np.zeros(batch, bool)
         self.pins = np.zeros(batch, dtype=np.int64)
         self.releases = np.zeros(batch, dtype=np.int64)
@@ -213,7 +215,7 @@ class Pins:
     def pin(self, r, j):
         free = int(np.flatnonzero(self.slot[r] < 0)[0])
         self.slot[r, free] = j
-        self.alpha[r, free] = 0.5
+        self.alpha[r, free] = self.free[r, free] = 0.5
         self.pins[r] += 1
 
     def release(self, r, k):
@@ -291,7 +293,16 @@ class Pins:
     def solve(self, p, samples, valid, D, E, G0, rhs_of, previous):
         """Slopes with G = G0 + sum_k alpha_k p_(i_k) E_k and D . G = rhs_of(G):
         two passes (rhs_of depends on alpha only through sigma). Returns alpha,
-        G, dG/dalpha and a mask of singular rows.
+        G, dG/dalpha, a mask of singular rows, and the free slopes: those with
+        D . G = 0, which hold the surface without the pull-back.
+
+        The free slopes decide the release. The pull-back acts on a
+        pre-activation that rounding put off the surface; where GF grazes the
+        surface from one side (the slope that holds it at 0 or 1: the neuron is
+        dead, or live, on every other sample), the pull-back from the wrong side
+        takes the solved slope a rounding error past [0, 1]. A release there
+        was followed by a pin at the next step, again and again, until the
+        evaluation budget was spent.
 
         A slot whose sample's weight p_(i_k) has fallen so far that its slope moves
         D_k . G by less than rounding (a sample that stopped being a support
@@ -325,6 +336,7 @@ class Pins:
             alpha = np.linalg.solve(A, b[:, :, None])[:, :, 0]
             alpha = np.where(degenerate, 0.0, alpha)
             G = G0 + np.einsum("bk,bkp->bp", alpha, Fa)
+        free = np.linalg.solve(A, np.where(solved, -DG0, 0.0)[:, :, None])[:, :, 0]
         if degenerate.any():
             rate = np.einsum("bkp,bp->bk", D, G) - rhs
             scale = DEGENERATE_TOL * d_norm * np.linalg.norm(G, axis=1)[:, None]
@@ -334,5 +346,6 @@ class Pins:
             alpha = np.where(
                 degenerate, np.where(np.abs(rate) <= scale, kept, leave), alpha
             )
+            free = np.where(degenerate, alpha, free)
             G = G0 + np.einsum("bk,bkp->bp", alpha, Fa)
-        return alpha, G, Fa, singular
+        return alpha, G, Fa, singular, free

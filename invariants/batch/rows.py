@@ -48,7 +48,7 @@ class Rows:
         self.crossings = np.zeros(B, dtype=np.int64)
         self.kinks = kinkmod.all_kinks(field.network, field.X.shape[-2])
         self.pins = field.pins = Pins(field.network, field.X, field.y, B)
-        self.alpha0 = np.zeros((B, MAX_PINS))  # slopes at the row's current point
+        self.alpha0 = np.zeros((B, MAX_PINS))  # free slopes at the current point
         self._fields: dict[int, object] = {}
         self.g = np.zeros(B)
         self.z = None
@@ -146,5 +146,5 @@ def refreshed(rows, idx, velocity):
     sel = idx[rows.refresh[idx]]
     if sel.size:
         rows.f[sel] = velocity(sel, rows.y[sel])
-        rows.alpha0[sel] = rows.pins.alpha[sel]
+        rows.alpha0[sel] = rows.pins.free[sel]
         rows.refresh[sel] = False

@@ -38,7 +38,7 @@ def slide_start(rows, idx):
     f, failed = fld.sliding_velocity(idx, rows.y[idx], active)
     rows.hand_off(idx[failed | ~np.all(np.isfinite(f), axis=1)], "sliding velocity")
     rows.f[idx] = f
-    rows.alpha0[idx] = rows.pins.alpha[idx]
+    rows.alpha0[idx] = rows.pins.free[idx]
     rows.fresh[idx] = False
     rtol = opts["rtol"]
     first = rows.segments[idx] == 0
@@ -80,7 +80,7 @@ def slide_step(rows, idx):
         return v
 
     y1, f1, err = steppers.dop853_step(fun, t0, y0, f0, h, rtol, rtol)
-    alpha1 = rows.pins.alpha[idx].copy()  # the last stage is at y1
+    alpha1 = rows.pins.free[idx].copy()  # the last stage is at y1
     rows.hand_off(idx[failed], "sliding velocity")
     ok = (err <= 1.0) & ~failed
     rows.h[idx] = np.where(
@@ -112,7 +112,7 @@ def slide_step(rows, idx):
         f1[changed], bad = fld.sliding_velocity(ch, y1[changed], rows.active[ch])
         rows.hand_off(ch[bad | ~np.all(np.isfinite(f1[changed]), axis=1)],
                       "sliding velocity")  # fmt: skip
-    rows.alpha0[idx] = rows.pins.alpha[idx]
+    rows.alpha0[idx] = rows.pins.free[idx]
     rows.steps[idx, 2] += 1
     record_grid(rows, idx, t1, y1)
     rows.t[idx], rows.y[idx], rows.f[idx], rows.g[idx], rows.z[idx] = t1, y1, f1, g1, z1
