@@ -241,7 +241,8 @@ class Network:
         X is (n, d) shared by every row, or (B, n, d) one dataset per row (y then
         (B, n)). ReLU'(0) = 0, no slopes (the batch adds its pinned slopes
         itself). The hidden pre-activations are flattened in the order of
-        `invariants.kinks.all_kinks` (layer, sample, neuron).
+        `invariants.kinks.all_kinks` (layer, sample, neuron): none (K = 0) for a
+        linear network, which has no kinks.
 
         `pattern`, if given, is the ReLU activation pattern to use instead of the
         signs of the pre-activations: (B, K) in the order above, 1.0 where a
@@ -289,9 +290,10 @@ class Network:
                 active = self._sigma_prime(Zs[l - 2]) if masks is None else masks[l - 2]
                 G = (G @ Ws[l - 1]) * active
         # Each pre-activation's scale, ||incoming weights|| ||layer input||, as in
-        # `invariants.kinks.hidden_preactivations`, to judge zero against.
+        # `invariants.kinks.hidden_preactivations`, to judge zero against. A
+        # linear network has no kinks: none are returned.
         zs, scales, H = [], [], X
-        for W, Z in zip(Ws[:-1], Zs[:-1]):
+        for W, Z in zip(Ws[:-1] if self.activation == "relu" else [], Zs[:-1]):
             zs.append(Z.reshape(B, -1))
             rows = (
                 np.linalg.norm(W, axis=2)[:, None, :]
@@ -302,6 +304,46 @@ class Network:
         if not zs:
             return q, J, (np.empty((B, 0)), np.empty((B, 0)))
         return q, J, (np.concatenate(zs, axis=1), np.concatenate(scales, axis=1))
+
+    def unchecked_weighted_gradients(self, thetas, X, y, weights, pattern=None):
+        """sum_i weights[b, i] dq_i / dtheta (B, P) for B parameter vectors: the
+        rows of `unchecked_margin_jacobians`'s J summed with the weights, by one
+        backward pass that never forms J (n times less memory). X and `pattern`
+        as there; X (n, d) only."""
+        thetas = np.asarray(thetas, dtype=float)
+        B, n = thetas.shape[0], np.shape(X)[0]
+        slices = self.layer_slices
+        Ws = []
+        for s, G in zip(slices, self._gather):
+            u = np.concatenate([thetas[:, s], np.zeros((B, 1))], axis=1)
+            Ws.append(u[:, G])
+        masks = None
+        if pattern is not None and self.activation == "relu":
+            ends = np.cumsum([n * w for w in self.widths[1:-1]])[:-1]
+            masks = [
+                m.reshape(B, n, -1) for m in np.split(np.asarray(pattern), ends, 1)
+            ]
+        H, Zs, Hs = np.broadcast_to(X, (B, n, np.shape(X)[1])), [], []
+        for l, W in enumerate(Ws[:-1], start=1):
+            Z = H @ np.swapaxes(W, 1, 2)
+            Zs.append(Z)
+            H = self._sigma(Z) if masks is None else masks[l - 1] * Z
+            Hs.append(H)
+        out = np.zeros((B, self.num_parameters))
+        G = (np.asarray(y, float)[None, :] * weights)[:, :, None]
+        for l in range(self.depth, 0, -1):
+            H_prev = np.broadcast_to(X, (B, n, np.shape(X)[1])) if l == 1 else Hs[l - 2]
+            per_entry = (np.swapaxes(G, 1, 2) @ H_prev).reshape(B, -1)
+            scatter = self._scatter[l - 1]
+            if isinstance(scatter, tuple):
+                entries, S = scatter
+                out[:, slices[l - 1]] = per_entry[:, entries] @ S
+            else:
+                out[:, slices[l - 1]] = per_entry[:, scatter]
+            if l > 1:
+                active = self._sigma_prime(Zs[l - 2]) if masks is None else masks[l - 2]
+                G = (G @ Ws[l - 1]) * active
+        return out
 
     def preactivation_gradients(self, theta, X, kinks, slopes=None):
         """Values z_k and gradients dz_k/dtheta (K, P) of hidden pre-activations.

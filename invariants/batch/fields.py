@@ -206,21 +206,35 @@ class BatchField:
         # release) would otherwise get a column from the other side, and that
         # Jacobian cut the Rosenbrock steps to 1e-7 for thousands of steps.
         pattern = np.repeat((zh > 0.0).astype(float), P, axis=0)
-        _, Jk, (zk, _) = self._counted(rep, shifted.reshape(-1, P), pattern)
-        held_k = np.repeat(held, P)
-        if held_k.any():
-            # The slopes frozen at phi, as the single run's difference does.
-            pins, Jhk = self.pins, Jk[held_k]
-            valid, j, _, E, samples, _ = pins.parts(
-                rep[held_k],
-                shifted.reshape(-1, P)[held_k],
-                zk[held_k],
-                pattern[held_k],
+        columns = shifted.reshape(-1, P)
+        np.add.at(self.evaluations, rep, 1)
+        Gk = np.empty((B * P, P))
+        # Held rows (and one dataset per row) take each column's whole Jacobian,
+        # the slopes frozen at phi as the single run's difference does; the others
+        # only its sum with the weights p, in one backward pass.
+        full = np.repeat(held | self.per_row, P)
+        if (~full).any():
+            Gk[~full] = self.network.unchecked_weighted_gradients(
+                columns[~full], self.X, self.y, np.repeat(p, P, axis=0)[~full],
+                pattern[~full],
+            )  # fmt: skip
+        if full.any():
+            X, y = self.data(rep[full])
+            _, Jk, (zk, _) = self.network.unchecked_margin_jacobians(
+                columns[full], X, y, pattern[full]
             )
-            pins.at_zero(Jhk, pattern[held_k], valid, j, E, samples)
-            pins.add_slopes(Jhk, valid, E, samples, pins.alpha[rep[held_k]])
-            Jk[held_k] = Jhk
-        Gk = np.einsum("bn,bknp->bkp", p, Jk.reshape(B, P, *J.shape[1:]))
+            slow = np.repeat(held, P)[full]
+            if slow.any():
+                pins, Jhk = self.pins, Jk[slow]
+                sel = rep[full][slow]
+                valid, j, _, E, samples, _ = pins.parts(
+                    sel, columns[full][slow], zk[slow], pattern[full][slow]
+                )
+                pins.at_zero(Jhk, pattern[full][slow], valid, j, E, samples)
+                pins.add_slopes(Jhk, valid, E, samples, pins.alpha[sel])
+                Jk[slow] = Jhk
+            Gk[full] = np.einsum("bn,bnp->bp", np.repeat(p, P, axis=0)[full], Jk)
+        Gk = Gk.reshape(B, P, P)
         dG += np.swapaxes(Gk - G[:, None, :], 1, 2) / h[:, None, None]
 
         pp = np.einsum("bp,bp->b", phi, phi)
