@@ -138,6 +138,34 @@ def test_a_given_activation_pattern_gives_that_linear_networks_jacobian(net):
         )
 
 
+@pytest.mark.parametrize(
+    "net",
+    [fully_connected([3, 4, 2, 1], "relu"), convolutional(5, 2, 1), diagonal(3, 3)],
+    ids=["fc-relu-3", "conv-shared", "diag-3"],
+)
+def test_weighted_gradients_are_the_jacobians_rows_summed(net):
+    # The stiff Jacobian's difference columns need only sum_i w_i dq_i/dtheta;
+    # the one-pass version must be that sum of the full Jacobian's rows, with
+    # the signs' pattern or another one. Shared weights accumulate in both.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(4, net.input_dim))
+    y = np.array([1.0, -1.0, 1.0, 1.0])
+    thetas = rng.normal(size=(3, net.num_parameters))
+    w = rng.random((3, 4))
+    _, J, (z, _) = net.unchecked_margin_jacobians(thetas, X, y)
+    patterns = [None]
+    if z.shape[1]:
+        patterns.append(rng.integers(0, 2, size=z.shape).astype(float))
+    for pattern in patterns:
+        J = net.unchecked_margin_jacobians(thetas, X, y, pattern)[1]
+        np.testing.assert_allclose(
+            net.unchecked_weighted_gradients(thetas, X, y, w, pattern),
+            np.einsum("bn,bnp->bp", w, J),
+            rtol=1e-13,
+            atol=1e-13,
+        )
+
+
 def test_thm32_batch_gives_the_single_runs_answers(thm32):
     c, batch, single, stats = thm32
     assert_same_answers(c.network, batch, single, direction_tol=DIRECTION_TOL)
