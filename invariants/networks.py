@@ -233,6 +233,23 @@ class Network:
         G = y[:, None].astype(float)
         return q, self._backprop(Ws, X, Zs, self.depth, G, slopes, np.arange(len(X)))
 
+    def batch_weight_matrices(self, thetas):
+        """W^(l) of B parameter vectors at once: a list of (B, d_l, d_(l-1))."""
+        B = len(thetas)
+        Ws = []
+        for s, G in zip(self.layer_slices, self._gather):
+            u = np.concatenate([thetas[:, s], np.zeros((B, 1))], axis=1)
+            Ws.append(u[:, G])
+        return Ws
+
+    def _pattern_masks(self, pattern, B, n):
+        """An activation pattern (B, K) in the order of `invariants.kinks.all_kinks`
+        as one (B, n, d_l) mask per hidden layer; None without one (or no ReLU)."""
+        if pattern is None or self.activation != "relu":
+            return None
+        ends = np.cumsum([n * w for w in self.widths[1:-1]])[:-1]
+        return [m.reshape(B, n, -1) for m in np.split(np.asarray(pattern), ends, 1)]
+
     def unchecked_margin_jacobians(self, thetas, X, y, pattern=None):
         """Margins (B, n), their Jacobians (B, n, P) and (z, scale), the hidden
         pre-activations (B, K) and their scales, of B parameter vectors at once,
@@ -256,17 +273,9 @@ class Network:
         X = np.broadcast_to(X, (B,) + np.shape(X)[-2:])
         y = np.broadcast_to(y, (B, X.shape[1]))
         slices = self.layer_slices
-        Ws = []
-        for s, G in zip(slices, self._gather):
-            u = np.concatenate([thetas[:, s], np.zeros((B, 1))], axis=1)
-            Ws.append(u[:, G])
+        Ws = self.batch_weight_matrices(thetas)
         n = X.shape[1]
-        masks = None
-        if pattern is not None and self.activation == "relu":
-            ends = np.cumsum([n * w for w in self.widths[1:-1]])[:-1]
-            masks = [
-                m.reshape(B, n, -1) for m in np.split(np.asarray(pattern), ends, 1)
-            ]
+        masks = self._pattern_masks(pattern, B, n)
         H, Zs, Hs = X, [], []
         for l, W in enumerate(Ws, start=1):
             Z = H @ np.swapaxes(W, 1, 2)
@@ -313,16 +322,8 @@ class Network:
         thetas = np.asarray(thetas, dtype=float)
         B, n = thetas.shape[0], np.shape(X)[0]
         slices = self.layer_slices
-        Ws = []
-        for s, G in zip(slices, self._gather):
-            u = np.concatenate([thetas[:, s], np.zeros((B, 1))], axis=1)
-            Ws.append(u[:, G])
-        masks = None
-        if pattern is not None and self.activation == "relu":
-            ends = np.cumsum([n * w for w in self.widths[1:-1]])[:-1]
-            masks = [
-                m.reshape(B, n, -1) for m in np.split(np.asarray(pattern), ends, 1)
-            ]
+        Ws = self.batch_weight_matrices(thetas)
+        masks = self._pattern_masks(pattern, B, n)
         H, Zs, Hs = np.broadcast_to(X, (B, n, np.shape(X)[1])), [], []
         for l, W in enumerate(Ws[:-1], start=1):
             Z = H @ np.swapaxes(W, 1, 2)

@@ -81,11 +81,7 @@ class BatchField:
                     p, samples, valid, D, E, G0, lambda G: rhs_of(G, zk, lk), previous
                 )
                 moved = np.max(np.abs(dq * (new[0] - alpha)), axis=1)
-                if out is None:
-                    out = [qa, p, *new]
-                else:
-                    for kept, fresh in zip(out, [qa, p, *new]):
-                        kept[~done] = fresh[~done]
+                out = _keep_finished(out, [qa, p, *new], done)
                 alpha = np.where(done[:, None], alpha, new[0])
                 done |= ~(moved > rounding)
                 if done.all():
@@ -354,11 +350,7 @@ class BatchField:
                 )
                 done = np.all(np.abs(new - alpha) <= SLOPE_TOL, axis=1)
                 now = [new, G, singular, ok, bad, done, free]
-                if out is None:
-                    out = now
-                else:
-                    for kept, fresh in zip(out, now):
-                        kept[~stop] = fresh[~stop]
+                out = _keep_finished(out, now, stop)
                 alpha = np.where(stop[:, None], alpha, new)
                 stop |= done | singular | ~ok
                 if stop.all():
@@ -399,3 +391,14 @@ class BatchField:
         # As in the single run: a trial stage with a margin <= 0 is a step too long.
         v[bad | failed] = np.nan
         return v, failed & ~bad
+
+
+def _keep_finished(kept, fresh, finished):
+    """One pass of a per-row iteration: `fresh` arrays, except in the rows already
+    `finished`, which keep the pass they finished on (so a row's answer does not
+    depend on how many passes the other rows need)."""
+    if kept is None:
+        return fresh
+    for old, new in zip(kept, fresh):
+        old[~finished] = new[~finished]
+    return kept

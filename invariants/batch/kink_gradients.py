@@ -23,14 +23,6 @@ import numpy as np
 __all__ = ["kink_parts"]
 
 
-def _weights(network, thetas):
-    Ws = []
-    for s, G in zip(network.layer_slices, network._gather):
-        u = np.concatenate([thetas[:, s], np.zeros((len(thetas), 1))], axis=1)
-        Ws.append(u[:, G])
-    return Ws
-
-
 def _scatter(network, l, per_entry):
     """(N, d_l * d_(l-1)) gradients of W_l's entries -> (N, p_l) of its
     parameters (tied entries summed)."""
@@ -55,7 +47,7 @@ def kink_parts(network, thetas, X, y, kinks, pattern=None):
     D, out = np.zeros((N, P)), np.zeros((N, P))
     if N == 0:
         return z, D, gain, out
-    Ws = _weights(network, thetas)
+    Ws = network.batch_weight_matrices(thetas)
     L, I, A = kinks.T
     rows = np.arange(N)
     n = np.shape(X)[0]
